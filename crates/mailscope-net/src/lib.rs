@@ -1,0 +1,1 @@
+//! mailscope-net (being written).

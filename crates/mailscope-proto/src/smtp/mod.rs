@@ -1,0 +1,1 @@
+//! SMTP codec and machines (being written).
