@@ -66,7 +66,7 @@ macro_rules! registry {
     ($( $(#[$doc:meta])* $name:ident = ($id:literal, $sev:ident, $reference:literal, $summary:literal); )*) => {
         $(
             $(#[$doc])*
-            pub static $name: FindingKind = FindingKind {
+            pub static $name: &FindingKind = &FindingKind {
                 id: $id,
                 severity: Severity::$sev,
                 reference: $reference,
@@ -74,7 +74,7 @@ macro_rules! registry {
             };
         )*
         /// Every finding kind mailscope knows, in documentation order.
-        pub static REGISTRY: &[&FindingKind] = &[$(&$name),*];
+        pub static REGISTRY: &[&FindingKind] = &[$($name),*];
     };
 }
 
@@ -103,6 +103,9 @@ registry! {
     /// A NUL octet in the DATA section.
     SMTP_DATA_NUL = ("smtp.data.nul", Error, "RFC 5322 §3.5, RFC 5321 §4.5.2",
         "The message data contains a NUL octet, which neither SMTP DATA nor RFC 5322 allows.");
+    /// A data line starting with a dot that was sent without dot-stuffing (raw mode).
+    SMTP_DATA_UNSTUFFED_DOT = ("smtp.data.unstuffed-dot", Warning, "RFC 5321 §4.5.2",
+        "A message line starts with a dot that was not doubled: the server strips it, and a line of a lone dot ends the message early.");
     /// 8-bit octets in DATA without BODY=8BITMIME (or without the server offering it).
     SMTP_DATA_8BIT_WITHOUT_8BITMIME = ("smtp.data.8bit-without-8bitmime", Warning, "RFC 6152 §3, RFC 5321 §2.4",
         "The message contains octets above 127 but was not sent with BODY=8BITMIME (or the server did not offer 8BITMIME).");
@@ -136,7 +139,7 @@ registry! {
     /// Plaintext bytes arrived after the STARTTLS reply, before the TLS handshake.
     SMTP_STARTTLS_READ_AHEAD = ("smtp.starttls.read-ahead", Critical, "RFC 3207 §5, CVE-2011-0411 class",
         "Bytes arrived in plaintext after the 220 reply to STARTTLS; they were discarded. A server or middlebox that does this is open to STARTTLS command injection.");
-    /// The server offered different extensions after TLS in a suspicious way.
+    /// The EHLO reply lists no extensions.
     SMTP_EHLO_NO_EXTENSIONS = ("smtp.ehlo.no-extensions", Info, "RFC 5321 §4.1.1.1",
         "The server answered EHLO with a single line: it offers no ESMTP extensions.");
     /// The server refused EHLO and the client fell back to HELO.
