@@ -1,0 +1,365 @@
+//! The client side of one exchange.
+
+use md5::Md5;
+
+use super::scram::{self, Hash, Keys};
+use super::{
+    ChannelBinding, ClientMessage, Credentials, MAX_MESSAGE_LEN, MAX_NAME_LEN,
+    MAX_SCRAM_ITERATIONS, Mechanism, SaslError, quote,
+};
+
+/// The prompts draft-murchison-sasl-login specifies. Servers send all sorts of text; the
+/// client answers by position, not by text, and only records the deviation.
+const LOGIN_PROMPTS: [&[u8]; 2] = [b"Username:", b"Password:"];
+
+/// The client side of one SASL exchange.
+///
+/// Drive it with the server's messages: [`initial_response`](Self::initial_response) if the
+/// protocol allows one, then [`step`](Self::step) for every challenge, and
+/// [`handle_success_data`](Self::handle_success_data) when the server reports success (with
+/// or without data). Any error ends the exchange; later calls return [`SaslError::Failed`].
+#[derive(Debug)]
+pub struct ClientSession {
+    mech: Mechanism,
+    creds: Credentials,
+    nonce: String,
+    channel_binding: ChannelBinding,
+    state: State,
+    login_prompts: Vec<Vec<u8>>,
+    server_verified: Option<bool>,
+    scram_iterations: Option<u32>,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Nothing sent yet.
+    Start,
+    LoginUsernameSent,
+    /// SCRAM client-first sent; the bare part goes into the AuthMessage.
+    ScramFirstSent {
+        bare: String,
+    },
+    /// SCRAM client-final sent; waiting for the server to prove itself.
+    ScramFinalSent {
+        server_signature: Vec<u8>,
+    },
+    /// Everything sent (and, for SCRAM, the server verified).
+    Done,
+    Failed,
+}
+
+impl ClientSession {
+    /// Starts an exchange. `client_nonce` is used only by SCRAM and must then be non-empty
+    /// printable ASCII without `,`; the caller makes it random (at least 18 bytes of entropy,
+    /// e.g. 24 base64 characters), since the core has no randomness.
+    ///
+    /// Fails if the credentials cannot be expressed in the mechanism: an empty or over-long
+    /// username, NUL in PLAIN or SCRAM names (PLAIN uses NUL as separator), or an authzid for
+    /// LOGIN or CRAM-MD5, which have no place for one.
+    pub fn new(mech: Mechanism, creds: Credentials, client_nonce: &str) -> Result<Self, SaslError> {
+        let names = || std::iter::once(&creds.authcid).chain(&creds.authzid);
+        if creds.authcid.is_empty() || creds.authzid.as_deref() == Some("") {
+            return Err(SaslError::InvalidCredentials("empty username or authzid"));
+        }
+        if names().any(|n| n.len() > MAX_NAME_LEN) {
+            return Err(SaslError::InvalidCredentials(
+                "username or authzid longer than 1 KiB",
+            ));
+        }
+        match mech {
+            Mechanism::Plain
+                if names()
+                    .chain([creds.password.expose()])
+                    .any(|s| s.contains('\0')) =>
+            {
+                return Err(SaslError::InvalidCredentials("PLAIN cannot carry NUL"));
+            }
+            Mechanism::Login | Mechanism::CramMd5 if creds.authzid.is_some() => {
+                return Err(SaslError::InvalidCredentials(
+                    "LOGIN and CRAM-MD5 have no authzid",
+                ));
+            }
+            Mechanism::ScramSha1 | Mechanism::ScramSha256 => {
+                if names().any(|s| s.contains('\0')) {
+                    return Err(SaslError::InvalidCredentials(
+                        "SCRAM names cannot contain NUL",
+                    ));
+                }
+                if !scram::valid_nonce(client_nonce) {
+                    return Err(SaslError::InvalidParameter(
+                        "the client nonce must be non-empty printable ASCII without ','",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(Self {
+            mech,
+            creds,
+            nonce: client_nonce.to_owned(),
+            channel_binding: ChannelBinding::None,
+            state: State::Start,
+            login_prompts: Vec::new(),
+            server_verified: None,
+            scram_iterations: None,
+        })
+    }
+
+    /// Sets what the SCRAM GS2 header says about channel binding (default `n`).
+    pub fn with_channel_binding(mut self, channel_binding: ChannelBinding) -> Self {
+        self.channel_binding = channel_binding;
+        self
+    }
+
+    /// The mechanism.
+    pub fn mechanism(&self) -> Mechanism {
+        self.mech
+    }
+
+    /// The initial response, for mechanisms where the client speaks first (PLAIN: the whole
+    /// `authzid NUL authcid NUL password`; SCRAM: client-first). `None` for the others, or
+    /// once anything was sent. If the protocol cannot carry it (or the caller prefers not to),
+    /// skip this and answer the server's empty challenge with [`step`](Self::step).
+    pub fn initial_response(&mut self) -> Option<ClientMessage> {
+        (self.mech.client_first() && matches!(self.state, State::Start))
+            .then(|| self.first_message())
+    }
+
+    /// Answers a server challenge.
+    pub fn step(&mut self, server_data: &[u8]) -> Result<ClientMessage, SaslError> {
+        if server_data.len() > MAX_MESSAGE_LEN {
+            self.state = State::Failed;
+            return Err(SaslError::TooLarge(server_data.len()));
+        }
+        match std::mem::replace(&mut self.state, State::Failed) {
+            State::Start if self.mech.client_first() => {
+                if !server_data.is_empty() {
+                    return Err(SaslError::UnexpectedChallenge(
+                        "the client speaks first; the first challenge must be empty",
+                    ));
+                }
+                Ok(self.first_message())
+            }
+            State::Start if self.mech == Mechanism::Login => {
+                self.login_prompts.push(server_data.to_vec());
+                self.state = State::LoginUsernameSent;
+                let name = &self.creds.authcid;
+                Ok(ClientMessage::new(
+                    name.as_bytes(),
+                    format!("username {}", quote(name.as_bytes())),
+                ))
+            }
+            State::Start => self.cram_md5(server_data),
+            State::LoginUsernameSent => {
+                self.login_prompts.push(server_data.to_vec());
+                self.state = State::Done;
+                let password = self.creds.password.expose();
+                Ok(ClientMessage::new(
+                    password.as_bytes(),
+                    format!("{}-byte password", password.len()),
+                ))
+            }
+            State::ScramFirstSent { bare } => self.scram_final(&bare, server_data),
+            State::ScramFinalSent { server_signature } => {
+                // The server-final message came as a challenge (as SMTP must send it); the
+                // answer is an empty response, then the server reports success.
+                self.verify_server_final(&server_signature, server_data)?;
+                Ok(ClientMessage::new(Vec::new(), ""))
+            }
+            State::Done => Err(SaslError::UnexpectedChallenge(
+                "the exchange is complete; no challenge is left",
+            )),
+            State::Failed => Err(SaslError::Failed),
+        }
+    }
+
+    /// Handles the server's success report and the additional data that came with it (empty
+    /// if none). For SCRAM this is where the server-final message is verified if it was not
+    /// sent as a challenge; success without it is an error, because then the server never
+    /// proved that it knows the password.
+    pub fn handle_success_data(&mut self, data: &[u8]) -> Result<(), SaslError> {
+        match std::mem::replace(&mut self.state, State::Failed) {
+            State::ScramFinalSent { server_signature } if !data.is_empty() => {
+                self.verify_server_final(&server_signature, data)
+            }
+            State::ScramFinalSent { .. } => {
+                self.server_verified = Some(false);
+                Err(SaslError::MissingServerSignature)
+            }
+            State::Done if data.is_empty() => {
+                self.state = State::Done;
+                Ok(())
+            }
+            State::Done => Err(SaslError::UnexpectedSuccessData(self.mech)),
+            State::Failed => Err(SaslError::Failed),
+            State::ScramFirstSent { .. } => {
+                self.server_verified = Some(false);
+                Err(SaslError::PrematureSuccess)
+            }
+            State::Start | State::LoginUsernameSent => Err(SaslError::PrematureSuccess),
+        }
+    }
+
+    /// Whether the client has sent everything and, for SCRAM, verified the server.
+    pub fn is_complete(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// For SCRAM: `Some(true)` once the server signature checked out, `Some(false)` if it was
+    /// wrong or missing; `None` before that and for mechanisms without server authentication.
+    pub fn server_verified(&self) -> Option<bool> {
+        self.server_verified
+    }
+
+    /// LOGIN: the first prompt that was not the specified `Username:` / `Password:` (compared
+    /// exactly), for a finding; `None` if all prompts so far were as specified.
+    pub fn unexpected_login_prompt(&self) -> Option<&[u8]> {
+        self.login_prompts
+            .iter()
+            .zip(LOGIN_PROMPTS)
+            .find(|(got, want)| got != want)
+            .map(|(got, _)| got.as_slice())
+    }
+
+    /// LOGIN: the prompts received so far, in order.
+    pub fn login_prompts(&self) -> &[Vec<u8>] {
+        &self.login_prompts
+    }
+
+    /// SCRAM: the iteration count the server chose, once known (RFC 7677 asks for at least
+    /// 4096; fewer makes stolen verifiers cheaper to crack).
+    pub fn scram_iterations(&self) -> Option<u32> {
+        self.scram_iterations
+    }
+
+    /// PLAIN message or SCRAM client-first.
+    fn first_message(&mut self) -> ClientMessage {
+        let Credentials {
+            authzid,
+            authcid,
+            password,
+        } = &self.creds;
+        if self.mech == Mechanism::Plain {
+            self.state = State::Done;
+            let password = password.expose();
+            let bytes = format!(
+                "{}\0{authcid}\0{password}",
+                authzid.as_deref().unwrap_or("")
+            );
+            let authzid = authzid
+                .as_ref()
+                .map(|a| format!("authzid={}, ", quote(a.as_bytes())));
+            let redacted = format!(
+                "{}authcid={}, {}-byte password",
+                authzid.unwrap_or_default(),
+                quote(authcid.as_bytes()),
+                password.len()
+            );
+            return ClientMessage::new(bytes, redacted);
+        }
+        let bare = format!("n={},r={}", scram::escape_saslname(authcid), self.nonce);
+        let message = format!("{}{bare}", self.gs2_header());
+        self.state = State::ScramFirstSent { bare };
+        // Nothing secret in client-first: show it whole.
+        ClientMessage::new(message.as_bytes(), message.clone())
+    }
+
+    fn gs2_header(&self) -> String {
+        let authzid = self
+            .creds
+            .authzid
+            .as_deref()
+            .map(|a| format!("a={}", scram::escape_saslname(a)));
+        format!(
+            "{},{},",
+            self.channel_binding.gs2_flag(),
+            authzid.unwrap_or_default()
+        )
+    }
+
+    /// RFC 2195: `username SP hex(HMAC-MD5(password, challenge))`.
+    fn cram_md5(&mut self, challenge: &[u8]) -> Result<ClientMessage, SaslError> {
+        if challenge.is_empty() {
+            return Err(SaslError::Malformed("empty CRAM-MD5 challenge".into()));
+        }
+        let digest =
+            scram::hmac::<hmac::Hmac<Md5>>(self.creds.password.expose().as_bytes(), challenge);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        self.state = State::Done;
+        let user = &self.creds.authcid;
+        Ok(ClientMessage::new(
+            format!("{user} {hex}"),
+            format!("user {}, HMAC-MD5 digest", quote(user.as_bytes())),
+        ))
+    }
+
+    /// Reads server-first (`r=,s=,i=`) and builds client-final with the proof.
+    fn scram_final(&mut self, bare: &str, data: &[u8]) -> Result<ClientMessage, SaslError> {
+        let malformed = SaslError::Malformed;
+        let hash = Hash::of(self.mech).ok_or(SaslError::Failed)?;
+        let server_first =
+            std::str::from_utf8(data).map_err(|_| malformed("server-first is not UTF-8".into()))?;
+        let attrs = scram::attributes(server_first).map_err(malformed)?;
+        if let Some(('m', _)) = attrs.first() {
+            return Err(malformed(
+                "server requires an unknown mandatory extension (m=)".into(),
+            ));
+        }
+        let mut attrs = attrs.into_iter();
+        let nonce = scram::expect(&mut attrs, 'r', "nonce").map_err(malformed)?;
+        let salt = scram::expect(&mut attrs, 's', "salt").and_then(|s| scram::base64(s, "salt"));
+        let salt = salt.map_err(malformed)?;
+        let iterations =
+            scram::expect(&mut attrs, 'i', "iteration count").and_then(scram::iterations);
+        let iterations = iterations.map_err(malformed)?;
+        // Further attributes are extensions, which RFC 5802 §7 says to ignore.
+        if !scram::valid_nonce(nonce)
+            || !nonce.starts_with(&self.nonce)
+            || nonce.len() == self.nonce.len()
+        {
+            return Err(SaslError::NonceMismatch);
+        }
+        if iterations > MAX_SCRAM_ITERATIONS {
+            return Err(SaslError::IterationCount(iterations));
+        }
+        self.scram_iterations = Some(iterations);
+        let without_proof = format!(
+            "c={},r={nonce}",
+            scram::to_base64(self.gs2_header().as_bytes())
+        );
+        let auth_message = format!("{bare},{server_first},{without_proof}");
+        let keys = Keys::derive(hash, self.creds.password.expose(), &salt, iterations);
+        let proof = scram::to_base64(&keys.client_proof(&auth_message));
+        self.state = State::ScramFinalSent {
+            server_signature: keys.server_signature(&auth_message),
+        };
+        Ok(ClientMessage::new(
+            format!("{without_proof},p={proof}"),
+            format!("{without_proof},p=<proof>"),
+        ))
+    }
+
+    /// Checks server-final (`v=` or `e=`); on success the exchange is complete.
+    fn verify_server_final(&mut self, expected: &[u8], data: &[u8]) -> Result<(), SaslError> {
+        self.server_verified = Some(false);
+        let malformed = SaslError::Malformed;
+        let text =
+            std::str::from_utf8(data).map_err(|_| malformed("server-final is not UTF-8".into()))?;
+        let attrs = scram::attributes(text).map_err(malformed)?;
+        match attrs.first() {
+            Some(('e', error)) => Err(SaslError::ServerError((*error).to_owned())),
+            Some(('v', signature)) => {
+                if !scram::ct_eq(
+                    &scram::base64(signature, "server signature").map_err(malformed)?,
+                    expected,
+                ) {
+                    return Err(SaslError::ServerSignatureMismatch);
+                }
+                self.server_verified = Some(true);
+                self.state = State::Done;
+                Ok(())
+            }
+            _ => Err(malformed("server-final must start with v= or e=".into())),
+        }
+    }
+}
