@@ -343,7 +343,8 @@ pub struct Client {
     /// Offset in the server stream of `input[0]`.
     input_offset: u64,
     outbuf: Vec<u8>,
-    events: VecDeque<Event>,
+    /// Events, each with the number of transcript chunks that existed when it happened.
+    events: VecDeque<(usize, Event)>,
     tls: bool,
     now: Timestamp,
     waiting_since: Timestamp,
@@ -494,6 +495,13 @@ impl Client {
     /// The next event.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front().map(|(_, e)| e)
+    }
+
+    /// The next event with its place in the transcript: the number of chunks recorded when
+    /// it happened, so a front end can print bytes and events in the order they occurred.
+    #[must_use]
+    pub fn poll_event_positioned(&mut self) -> Option<(usize, Event)> {
         self.events.pop_front()
     }
 
@@ -576,7 +584,7 @@ impl Client {
     fn handle_reply(&mut self, reply: Reply, offset: u64) {
         let state = std::mem::replace(&mut self.state, State::Done);
         let command = answered_verb(&state);
-        self.events.push_back(Event::ReplyReceived {
+        self.push_event(Event::ReplyReceived {
             command,
             reply: reply.clone(),
             offset,
@@ -609,7 +617,7 @@ impl Client {
                     self.input.clear();
                 }
                 self.state = State::AwaitTls;
-                self.events.push_back(Event::StartTlsRequested);
+                self.push_event(Event::StartTlsRequested);
             }
             State::AwaitTls | State::Done => {
                 self.raise(
@@ -629,7 +637,7 @@ impl Client {
             State::ExpectRcptReply { index } => {
                 let accepted = reply.is_positive();
                 let to = self.opts.to.get(index).cloned().unwrap_or_default();
-                self.events.push_back(Event::RecipientAnswered { to, accepted, reply: reply.clone() });
+                self.push_event(Event::RecipientAnswered { to, accepted, reply: reply.clone() });
                 if accepted {
                     self.accepted += 1;
                 }
@@ -693,7 +701,7 @@ impl Client {
             if caps.extensions.is_empty() {
                 self.raise(Finding::new(SMTP_EHLO_NO_EXTENSIONS, ""));
             }
-            self.events.push_back(Event::CapabilitiesReceived { capabilities: caps.clone(), tls: self.tls });
+            self.push_event(Event::CapabilitiesReceived { capabilities: caps.clone(), tls: self.tls });
         }
         if !self.tls {
             if !caps.has("STARTTLS") {
@@ -764,7 +772,7 @@ impl Client {
                 }
             },
         };
-        self.events.push_back(Event::AuthMechanismChosen { mechanism, offered, explicit });
+        self.push_event(Event::AuthMechanismChosen { mechanism, offered, explicit });
         if !self.tls {
             if mechanism.sends_password_in_clear() && !self.opts.allow_plaintext_auth {
                 self.fail_without_reply(
@@ -834,7 +842,7 @@ impl Client {
             return;
         }
         if reply.is_positive() {
-            self.events.push_back(Event::Authenticated {
+            self.push_event(Event::Authenticated {
                 mechanism: auth.mechanism,
                 server_verified: auth.session.server_verified(),
             });
@@ -898,7 +906,7 @@ impl Client {
         for f in lint_data(data.content(), offset, Direction::ClientToServer, self.eight_bit_declared) {
             self.raise(f);
         }
-        self.events.push_back(Event::DataSent { offset, content_len: data.content_len, raw: data.raw, terminator });
+        self.push_event(Event::DataSent { offset, content_len: data.content_len, raw: data.raw, terminator });
         self.state = State::ExpectDataEndReply;
     }
 
@@ -922,7 +930,7 @@ impl Client {
             self.raise(f);
         }
         self.outbuf.extend_from_slice(&line);
-        self.events.push_back(Event::CommandSent { command: verb, offset });
+        self.push_event(Event::CommandSent { command: verb, offset });
         self.waiting_since = self.now;
         self.state = next;
     }
@@ -944,17 +952,21 @@ impl Client {
         if !self.finished {
             self.finished = true;
             self.state = State::Done;
-            self.events.push_back(Event::Finished(outcome));
+            self.push_event(Event::Finished(outcome));
         }
+    }
+
+    fn push_event(&mut self, e: Event) {
+        self.events.push_back((self.transcript.chunks().len(), e));
     }
 
     fn raise(&mut self, f: Finding) {
         self.findings.push(f.clone());
-        self.events.push_back(Event::FindingRaised(f));
+        self.push_event(Event::FindingRaised(f));
     }
 
     fn note(&mut self, text: &str) {
-        self.events.push_back(Event::Note(text.to_string()));
+        self.push_event(Event::Note(text.to_string()));
     }
 }
 

@@ -1,0 +1,78 @@
+//! The one DNS resolver builder: every look-up in mailscope (MX, SPF, DKIM, DNSBL, TLSA, …)
+//! goes through a resolver made here, so `--resolver ADDR[:PORT]` means the same everywhere.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+
+use crate::connect::parse_server;
+use crate::error::NetError;
+
+/// Parses a `--resolver` value: `ADDR` or `ADDR:PORT`, IPv6 as `[::1]:5353` (a bare `::1`
+/// means port 53). The address must be an IP: resolving the resolver's name would need a
+/// resolver.
+pub fn parse_resolver_addr(s: &str) -> Result<SocketAddr, NetError> {
+    let (host, port) = parse_server(s, 53)?;
+    let ip = host
+        .parse::<IpAddr>()
+        .map_err(|_| NetError::InvalidAddress {
+            input: s.to_owned(),
+            reason: "a resolver must be given as an IP address, not a name".to_owned(),
+        })?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Builds the resolver.
+///
+/// With `server`, queries go only to that address, over UDP with TCP for truncated answers,
+/// and `/etc/hosts` is not consulted (the user asked what *that server* says). Without it,
+/// the system configuration (`/etc/resolv.conf`) is used; an unreadable file or one without
+/// a name server is an error that says so. `timeout` bounds each query attempt.
+pub fn build_resolver(server: Option<&str>, timeout: Duration) -> Result<TokioResolver, NetError> {
+    let builder = match server {
+        Some(s) => {
+            let addr = parse_resolver_addr(s)?;
+            let mut udp = ConnectionConfig::udp();
+            udp.port = addr.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = addr.port();
+            let ns = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
+            let config = ResolverConfig::from_parts(None, vec![], vec![ns]);
+            let mut opts = ResolverOpts::default();
+            opts.timeout = timeout;
+            opts.use_hosts_file = ResolveHosts::Never;
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+                .with_options(opts)
+        }
+        None => {
+            let mut builder = TokioResolver::builder_tokio()
+                .map_err(|e| NetError::SystemResolverConfig(e.to_string()))?;
+            builder.options_mut().timeout = timeout;
+            builder
+        }
+    };
+    builder
+        .build()
+        .map_err(|e| NetError::Resolver(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolver_addresses() {
+        let p = |s: &str| parse_resolver_addr(s).expect("parses");
+        assert_eq!(p("127.0.0.1"), "127.0.0.1:53".parse().expect("lit"));
+        assert_eq!(p("127.0.0.1:5353"), "127.0.0.1:5353".parse().expect("lit"));
+        assert_eq!(p("[::1]:5353"), "[::1]:5353".parse().expect("lit"));
+        assert_eq!(p("::1"), "[::1]:53".parse().expect("lit"));
+        assert!(parse_resolver_addr("dns.example").is_err());
+        assert!(parse_resolver_addr("127.0.0.1:0").is_err());
+    }
+}

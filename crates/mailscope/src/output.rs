@@ -1,0 +1,177 @@
+//! Output: the human transcript (direction marks by role, `***` notes, findings inline) and
+//! NDJSON events (`--json`, schema `mailscope/1`, docs/events.md). With `--json`, stdout
+//! carries only events and the human text goes to stderr.
+
+use std::io::Write;
+
+use mailscope_proto::transcript::{RenderOptions, Role, Transcript, direction_mark, render_chunk};
+use mailscope_proto::{Finding, Severity, Timestamp};
+use owo_colors::OwoColorize as _;
+use serde_json::{Value, json};
+
+/// Renders one session's output.
+pub struct Reporter {
+    json: bool,
+    role: Role,
+    render: RenderOptions,
+    show_time: bool,
+    printed_chunks: usize,
+    session: String,
+    start: Option<Timestamp>,
+    findings: Vec<Finding>,
+}
+
+impl Reporter {
+    pub fn new(json: bool, role: Role, render: RenderOptions, show_time: bool, session: String) -> Self {
+        Self { json, role, render, show_time, printed_chunks: 0, session, start: None, findings: Vec::new() }
+    }
+
+    /// Human text: to stdout, or to stderr with `--json`.
+    fn human(&self, line: &str) {
+        if self.json {
+            let _ = writeln!(anstream::stderr(), "{line}");
+        } else {
+            let _ = writeln!(anstream::stdout(), "{line}");
+        }
+    }
+
+    /// One NDJSON event with the envelope.
+    pub fn event(&self, ty: &str, at: Timestamp, body: Value) {
+        if !self.json {
+            return;
+        }
+        let mut obj = json!({
+            "schema": "mailscope/1",
+            "type": ty,
+            "ts": rfc3339(at),
+            "session": self.session,
+        });
+        if let (Value::Object(o), Value::Object(b)) = (&mut obj, body) {
+            o.extend(b);
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = serde_json::to_writer(&mut out, &obj);
+        let _ = out.write_all(b"\n");
+        let _ = out.flush();
+    }
+
+    /// A `***` note.
+    pub fn note(&mut self, at: Timestamp, text: &str) {
+        self.human(&format!("{}", format!("*** {text}").cyan()));
+        self.event("note", at, json!({ "text": text }));
+    }
+
+    /// An error line (`*** error: ...`).
+    pub fn error(&mut self, at: Timestamp, text: &str) {
+        self.human(&format!("{}", format!("*** error: {text}").red().bold()));
+        self.event("note", at, json!({ "text": format!("error: {text}") }));
+    }
+
+    /// A finding, inline.
+    pub fn finding(&mut self, at: Timestamp, f: &Finding) {
+        let line = format!("*** finding {f}");
+        let styled = match f.severity {
+            Severity::Info => format!("{}", line.dimmed()),
+            Severity::Warning => format!("{}", line.yellow()),
+            Severity::Error | Severity::Critical => format!("{}", line.red()),
+        };
+        self.human(&styled);
+        self.event("finding", at, finding_json(f));
+        self.findings.push(f.clone());
+    }
+
+    /// Prints the transcript chunks recorded since the last call.
+    pub fn transcript(&mut self, t: &Transcript) {
+        self.transcript_upto(t, usize::MAX);
+    }
+
+    /// Prints the transcript chunks recorded since the last call, up to chunk `upto`.
+    pub fn transcript_upto(&mut self, t: &Transcript, upto: usize) {
+        let chunks = &t.chunks()[..upto.min(t.chunks().len())];
+        let start = *self.start.get_or_insert_with(|| chunks.first().map(|c| c.at).unwrap_or_default());
+        for c in &chunks[self.printed_chunks.min(chunks.len())..] {
+            let mark = direction_mark(self.role, c.direction, c.tls);
+            for l in render_chunk(c, self.render) {
+                let time = if self.show_time {
+                    format!("[{:>9.3}] ", l.at.micros_since(start) as f64 / 1000.0)
+                } else {
+                    String::new()
+                };
+                let text = format!("{time}{mark}{}", l.text);
+                let styled = if mark.contains('>') { format!("{}", text.green()) } else { text };
+                self.human(&styled);
+            }
+            if self.json {
+                // JSON text is always fully escaped so it is exact; secrets stay redacted
+                // unless asked.
+                let exact = RenderOptions { escape_all: true, show_secrets: self.render.show_secrets };
+                let text: String = render_chunk(c, exact).into_iter().map(|l| l.text).collect();
+                let ty = match c.direction {
+                    mailscope_proto::Direction::ClientToServer => "sent",
+                    mailscope_proto::Direction::ServerToClient => "received",
+                };
+                let redacted = !c.redactions.is_empty() && !self.render.show_secrets;
+                self.event(
+                    ty,
+                    c.at,
+                    json!({
+                        "direction": c.direction.as_str(),
+                        "offset": c.offset,
+                        "length": c.bytes.len(),
+                        "tls": c.tls,
+                        "text": text,
+                        "redacted": redacted,
+                    }),
+                );
+            }
+        }
+        self.printed_chunks = chunks.len();
+    }
+
+    /// A plain human line (summary blocks).
+    pub fn line(&self, text: &str) {
+        self.human(text);
+    }
+
+    /// The findings reported so far.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// The most severe finding, if any.
+    pub fn max_severity(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+}
+
+/// A finding as JSON.
+pub fn finding_json(f: &Finding) -> Value {
+    json!({
+        "id": f.kind.id,
+        "severity": f.severity.as_str(),
+        "reference": f.kind.reference,
+        "summary": f.kind.summary,
+        "detail": f.detail,
+        "direction": f.direction.map(|d| d.as_str()),
+        "offset": f.offset,
+    })
+}
+
+/// RFC 3339 UTC with microseconds.
+pub fn rfc3339(t: Timestamp) -> String {
+    let nanos = i128::from(t.0) * 1000;
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(dt) => {
+            let f = time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+            );
+            dt.format(&f).unwrap_or_else(|_| t.0.to_string())
+        }
+        Err(_) => t.0.to_string(),
+    }
+}
+
+/// Milliseconds with one decimal, from microseconds.
+pub fn ms(us: u64) -> String {
+    format!("{:.1}ms", us as f64 / 1000.0)
+}
