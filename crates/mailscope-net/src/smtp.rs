@@ -99,18 +99,16 @@ pub async fn run_smtp_client(
         // 1. Write what the machine wants sent.
         out.clear();
         while client.poll_transmit(&mut out) {}
-        if !out.is_empty() {
-            if let Some(s) = stream.as_mut() {
-                let written = async {
-                    s.write_all(&out).await?;
-                    s.flush().await
-                };
-                if tokio::time::timeout(target.timeout, written)
-                    .await
-                    .map_or(true, |r| r.is_err())
-                {
-                    client.handle_eof(now());
-                }
+        if let Some(s) = stream.as_mut().filter(|_| !out.is_empty()) {
+            let written = async {
+                s.write_all(&out).await?;
+                s.flush().await
+            };
+            if tokio::time::timeout(target.timeout, written)
+                .await
+                .map_or(true, |r| r.is_err())
+            {
+                client.handle_eof(now());
             }
         }
         // 2. Hand events to the front end; STARTTLS is the one the driver acts on.

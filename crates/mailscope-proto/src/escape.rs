@@ -108,7 +108,10 @@ mod tests {
     fn known_answers() {
         assert_eq!(escape(b"EHLO a\r\n"), "EHLO a\\r\\n");
         assert_eq!(escape(b"a\nb\0\\\xff\t"), "a\\nb\\0\\\\\\xff\\t");
-        assert_eq!(escape_lines(b"250-a\r\n250 b\r\n"), "250-a\\r\\n\n250 b\\r\\n");
+        assert_eq!(
+            escape_lines(b"250-a\r\n250 b\r\n"),
+            "250-a\\r\\n\n250 b\\r\\n"
+        );
         assert_eq!(unescape("x\\r\\n\\x41", false), Ok(b"x\r\nA".to_vec()));
         assert_eq!(unescape("a\\q", false), Err(UnescapeError::Unknown(1, 'q')));
         assert_eq!(unescape("a\\x4", false), Err(UnescapeError::BadHex(1)));

@@ -188,7 +188,13 @@ pub struct Finding {
 impl Finding {
     /// A finding with the kind's default severity.
     pub fn new(kind: &'static FindingKind, detail: impl Into<String>) -> Self {
-        Self { kind, severity: kind.severity, direction: None, offset: None, detail: detail.into() }
+        Self {
+            kind,
+            severity: kind.severity,
+            direction: None,
+            offset: None,
+            detail: detail.into(),
+        }
     }
 
     /// Attaches a location.
@@ -221,7 +227,10 @@ pub fn render_markdown() -> String {
          | id | severity | reference | meaning |\n|---|---|---|---|\n",
     );
     for k in REGISTRY {
-        s.push_str(&format!("| `{}` | {} | {} | {} |\n", k.id, k.severity, k.reference, k.summary));
+        s.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            k.id, k.severity, k.reference, k.summary
+        ));
     }
     s
 }
@@ -238,11 +247,18 @@ mod tests {
             assert!(seen.insert(k.id), "duplicate finding id {}", k.id);
             assert!(
                 k.id.split('.').count() >= 2
-                    && k.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'),
+                    && k.id.bytes().all(|b| b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || b == b'.'
+                        || b == b'-'),
                 "malformed id {}",
                 k.id
             );
-            assert!(!k.summary.is_empty() && !k.reference.is_empty(), "{} lacks docs", k.id);
+            assert!(
+                !k.summary.is_empty() && !k.reference.is_empty(),
+                "{} lacks docs",
+                k.id
+            );
             assert_eq!(kind_by_id(k.id), Some(*k));
         }
     }
@@ -256,8 +272,15 @@ mod tests {
         }
         let have = std::fs::read_to_string(path).unwrap_or_default();
         for k in REGISTRY {
-            assert!(have.contains(&format!("`{}`", k.id)), "{} is not documented in docs/findings.md", k.id);
+            assert!(
+                have.contains(&format!("`{}`", k.id)),
+                "{} is not documented in docs/findings.md",
+                k.id
+            );
         }
-        assert_eq!(have, want, "docs/findings.md is stale: run MAILSCOPE_BLESS=1 cargo test -p mailscope-proto findings_doc");
+        assert_eq!(
+            have, want,
+            "docs/findings.md is stale: run MAILSCOPE_BLESS=1 cargo test -p mailscope-proto findings_doc"
+        );
     }
 }

@@ -106,7 +106,14 @@ impl Transcript {
         redactions.retain(|r| r.start <= r.end && r.end <= bytes.len());
         redactions.sort_by_key(|r| r.start);
         if !bytes.is_empty() {
-            self.chunks.push(Chunk { direction, offset, at, tls, bytes: bytes.to_vec(), redactions });
+            self.chunks.push(Chunk {
+                direction,
+                offset,
+                at,
+                tls,
+                bytes: bytes.to_vec(),
+                redactions,
+            });
         }
         offset
     }
@@ -243,10 +250,18 @@ fn render_span(chunk: &Chunk, start: usize, end: usize, opts: RenderOptions, out
 
 impl fmt::Display for Transcript {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let opts = RenderOptions { escape_all: false, show_secrets: false };
+        let opts = RenderOptions {
+            escape_all: false,
+            show_secrets: false,
+        };
         for c in &self.chunks {
             for l in render_chunk(c, opts) {
-                writeln!(f, "{}{}", direction_mark(Role::Observer, c.direction, c.tls), l.text)?;
+                writeln!(
+                    f,
+                    "{}{}",
+                    direction_mark(Role::Observer, c.direction, c.tls),
+                    l.text
+                )?;
             }
         }
         Ok(())
@@ -260,9 +275,33 @@ mod tests {
     #[test]
     fn offsets_are_per_direction() {
         let mut t = Transcript::new();
-        assert_eq!(t.record(Direction::ServerToClient, Timestamp(1), false, b"220 hi\r\n"), 0);
-        assert_eq!(t.record(Direction::ClientToServer, Timestamp(2), false, b"EHLO x\r\n"), 0);
-        assert_eq!(t.record(Direction::ServerToClient, Timestamp(3), false, b"250 ok\r\n"), 8);
+        assert_eq!(
+            t.record(
+                Direction::ServerToClient,
+                Timestamp(1),
+                false,
+                b"220 hi\r\n"
+            ),
+            0
+        );
+        assert_eq!(
+            t.record(
+                Direction::ClientToServer,
+                Timestamp(2),
+                false,
+                b"EHLO x\r\n"
+            ),
+            0
+        );
+        assert_eq!(
+            t.record(
+                Direction::ServerToClient,
+                Timestamp(3),
+                false,
+                b"250 ok\r\n"
+            ),
+            8
+        );
         assert_eq!(t.stream(Direction::ServerToClient), b"220 hi\r\n250 ok\r\n");
         assert_eq!(t.len(Direction::ClientToServer), 8);
     }
@@ -270,17 +309,42 @@ mod tests {
     #[test]
     fn rendering_shows_only_deviations_by_default() {
         let mut t = Transcript::new();
-        t.record(Direction::ClientToServer, Timestamp(0), false, b"a\r\nb\nc\rd\r\ne");
+        t.record(
+            Direction::ClientToServer,
+            Timestamp(0),
+            false,
+            b"a\r\nb\nc\rd\r\ne",
+        );
         let c = &t.chunks()[0];
-        let texts: Vec<_> = render_chunk(c, RenderOptions { escape_all: false, show_secrets: false })
-            .into_iter()
-            .map(|l| (l.offset, l.text))
-            .collect();
-        assert_eq!(texts, vec![(0, "a".into()), (3, "b\\n".into()), (5, "c\\rd".into()), (10, "e".into())]);
-        let all: Vec<_> = render_chunk(c, RenderOptions { escape_all: true, show_secrets: false })
-            .into_iter()
-            .map(|l| l.text)
-            .collect();
+        let texts: Vec<_> = render_chunk(
+            c,
+            RenderOptions {
+                escape_all: false,
+                show_secrets: false,
+            },
+        )
+        .into_iter()
+        .map(|l| (l.offset, l.text))
+        .collect();
+        assert_eq!(
+            texts,
+            vec![
+                (0, "a".into()),
+                (3, "b\\n".into()),
+                (5, "c\\rd".into()),
+                (10, "e".into())
+            ]
+        );
+        let all: Vec<_> = render_chunk(
+            c,
+            RenderOptions {
+                escape_all: true,
+                show_secrets: false,
+            },
+        )
+        .into_iter()
+        .map(|l| l.text)
+        .collect();
         assert_eq!(all, vec!["a\\r\\n", "b\\n", "c\\rd\\r\\n", "e"]);
     }
 
@@ -293,12 +357,31 @@ mod tests {
             Timestamp(0),
             true,
             bytes,
-            vec![Redaction { start: 11, end: 31, replacement: "<redacted: authcid=\"alice\", 6-byte password>".into() }],
+            vec![Redaction {
+                start: 11,
+                end: 31,
+                replacement: "<redacted: authcid=\"alice\", 6-byte password>".into(),
+            }],
         );
         let c = &t.chunks()[0];
-        let hidden = render_chunk(c, RenderOptions { escape_all: false, show_secrets: false });
-        assert_eq!(hidden[0].text, "AUTH PLAIN <redacted: authcid=\"alice\", 6-byte password>");
-        let shown = render_chunk(c, RenderOptions { escape_all: true, show_secrets: true });
+        let hidden = render_chunk(
+            c,
+            RenderOptions {
+                escape_all: false,
+                show_secrets: false,
+            },
+        );
+        assert_eq!(
+            hidden[0].text,
+            "AUTH PLAIN <redacted: authcid=\"alice\", 6-byte password>"
+        );
+        let shown = render_chunk(
+            c,
+            RenderOptions {
+                escape_all: true,
+                show_secrets: true,
+            },
+        );
         assert_eq!(shown[0].text, "AUTH PLAIN AGFsaWNlAHNlY3JldA==\\r\\n");
         assert_eq!(direction_mark(Role::Client, c.direction, c.tls), " ~> ");
     }

@@ -43,7 +43,10 @@ pub fn effective_args(args: Vec<OsString>) -> Result<Vec<OsString>> {
         return Ok(args);
     }
     // The subcommand is the first argument that names one.
-    let Some(pos) = args.iter().position(|a| DEFAULTABLE.iter().any(|(c, _, _)| a == c)) else {
+    let Some(pos) = args
+        .iter()
+        .position(|a| DEFAULTABLE.iter().any(|(c, _, _)| a == c))
+    else {
         return Ok(args);
     };
     let sub = args[pos].to_string_lossy().into_owned();
@@ -53,7 +56,10 @@ pub fn effective_args(args: Vec<OsString>) -> Result<Vec<OsString>> {
         let env_name = format!("MAILSCOPE_{}", opt.to_ascii_uppercase().replace('-', "_"));
         let value = match std::env::var(&env_name) {
             Ok(v) => Some(v),
-            Err(_) => file.as_ref().and_then(|t| lookup(t, cmd, opt)).transpose()?,
+            Err(_) => file
+                .as_ref()
+                .and_then(|t| lookup(t, cmd, opt))
+                .transpose()?,
         };
         let Some(value) = value else { continue };
         if *takes_value {
@@ -63,7 +69,9 @@ pub fn effective_args(args: Vec<OsString>) -> Result<Vec<OsString>> {
             match value.as_str() {
                 "1" | "true" | "yes" => inserted.push(format!("--{opt}").into()),
                 "0" | "false" | "no" | "" => {}
-                other => bail!("{env_name} or config key {opt} must be true or false, not {other:?}"),
+                other => {
+                    bail!("{env_name} or config key {opt} must be true or false, not {other:?}")
+                }
             }
         }
     }
@@ -81,13 +89,17 @@ fn config_path() -> Option<PathBuf> {
 }
 
 fn load_file() -> Result<Option<toml::Table>> {
-    let Some(path) = config_path() else { return Ok(None) };
+    let Some(path) = config_path() else {
+        return Ok(None);
+    };
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let table: toml::Table = text.parse().with_context(|| format!("parsing {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("parsing {}", path.display()))?;
     Ok(Some(table))
 }
 
@@ -98,6 +110,8 @@ fn lookup(table: &toml::Table, cmd: &str, opt: &str) -> Option<Result<String>> {
         toml::Value::Integer(i) => Ok(i.to_string()),
         toml::Value::Float(f) => Ok(f.to_string()),
         toml::Value::Boolean(b) => Ok(b.to_string()),
-        other => Err(anyhow::anyhow!("config key [{cmd}] {opt} has an unsupported type: {other}")),
+        other => Err(anyhow::anyhow!(
+            "config key [{cmd}] {opt} has an unsupported type: {other}"
+        )),
     })
 }

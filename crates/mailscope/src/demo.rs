@@ -48,7 +48,16 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
             }
         );
         let mut cmd = Command::new(&exe);
-        cmd.args(["smtp", "--no-config", "--server", &postfix, "--from", "newsletter@example.test", "--to", "bob@example.test"]);
+        cmd.args([
+            "smtp",
+            "--no-config",
+            "--server",
+            &postfix,
+            "--from",
+            "newsletter@example.test",
+            "--to",
+            "bob@example.test",
+        ]);
         cmd.arg("--data").arg(format!("@{}", file.display()));
         if raw {
             cmd.arg("--raw");
@@ -66,7 +75,9 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitCode> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     if codes == [26, 0] {
-        println!("\nseed 000 reproduced: raw bare LFs refused after the final dot (26), normalised message accepted (0)");
+        println!(
+            "\nseed 000 reproduced: raw bare LFs refused after the final dot (26), normalised message accepted (0)"
+        );
         Ok(ExitCode(0))
     } else {
         println!("\nunexpected exit codes {codes:?} (expected [26, 0])");
@@ -81,7 +92,9 @@ fn repo_root() -> Result<PathBuf> {
             return Ok(dir);
         }
         if !dir.pop() {
-            bail!("run `mailscope demo` from inside the mailscope repository (it needs scripts/peers)");
+            bail!(
+                "run `mailscope demo` from inside the mailscope repository (it needs scripts/peers)"
+            );
         }
     }
 }

@@ -43,7 +43,10 @@ pub fn random_hex(n: usize) -> String {
     // The system RNG does not fail on Linux once booted; fall back to the clock so a broken
     // RNG degrades a nonce instead of crashing the tool.
     if ring::rand::SystemRandom::new().fill(&mut buf).is_err() {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         for (i, b) in buf.iter_mut().enumerate() {
             *b = (t >> ((i % 16) * 8)) as u8;
         }
@@ -70,7 +73,10 @@ fn main() {
             process::exit(code);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -22,8 +22,23 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(json: bool, role: Role, render: RenderOptions, show_time: bool, session: String) -> Self {
-        Self { json, role, render, show_time, printed_chunks: 0, session, start: None, findings: Vec::new() }
+    pub fn new(
+        json: bool,
+        role: Role,
+        render: RenderOptions,
+        show_time: bool,
+        session: String,
+    ) -> Self {
+        Self {
+            json,
+            role,
+            render,
+            show_time,
+            printed_chunks: 0,
+            session,
+            start: None,
+            findings: Vec::new(),
+        }
     }
 
     /// Human text: to stdout, or to stderr with `--json`.
@@ -88,7 +103,9 @@ impl Reporter {
     /// Prints the transcript chunks recorded since the last call, up to chunk `upto`.
     pub fn transcript_upto(&mut self, t: &Transcript, upto: usize) {
         let chunks = &t.chunks()[..upto.min(t.chunks().len())];
-        let start = *self.start.get_or_insert_with(|| chunks.first().map(|c| c.at).unwrap_or_default());
+        let start = *self
+            .start
+            .get_or_insert_with(|| chunks.first().map(|c| c.at).unwrap_or_default());
         for c in &chunks[self.printed_chunks.min(chunks.len())..] {
             let mark = direction_mark(self.role, c.direction, c.tls);
             for l in render_chunk(c, self.render) {
@@ -98,13 +115,20 @@ impl Reporter {
                     String::new()
                 };
                 let text = format!("{time}{mark}{}", l.text);
-                let styled = if mark.contains('>') { format!("{}", text.green()) } else { text };
+                let styled = if mark.contains('>') {
+                    format!("{}", text.green())
+                } else {
+                    text
+                };
                 self.human(&styled);
             }
             if self.json {
                 // JSON text is always fully escaped so it is exact; secrets stay redacted
                 // unless asked.
-                let exact = RenderOptions { escape_all: true, show_secrets: self.render.show_secrets };
+                let exact = RenderOptions {
+                    escape_all: true,
+                    show_secrets: self.render.show_secrets,
+                };
                 let text: String = render_chunk(c, exact).into_iter().map(|l| l.text).collect();
                 let ty = match c.direction {
                     mailscope_proto::Direction::ClientToServer => "sent",

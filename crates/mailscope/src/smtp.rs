@@ -12,7 +12,9 @@ use mailscope_proto::finding::{
     TLS_CERT_UNKNOWN_ISSUER,
 };
 use mailscope_proto::sasl::{Credentials, Mechanism};
-use mailscope_proto::smtp::client::{AuthOptions, Client, ClientOptions, Event, HelloKind, Outcome};
+use mailscope_proto::smtp::client::{
+    AuthOptions, Client, ClientOptions, Event, HelloKind, Outcome,
+};
 use mailscope_proto::smtp::data::{prepare_normalized, prepare_raw};
 use mailscope_proto::smtp::reply::ReplyLimits;
 use mailscope_proto::transcript::{RenderOptions, Role};
@@ -25,19 +27,30 @@ use crate::{ExitCode, random_hex};
 
 /// Runs `mailscope smtp`; returns the exit code.
 pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
-    let server = args.server.clone().unwrap_or_else(|| "127.0.0.1".to_string());
+    let server = args
+        .server
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1".to_string());
     let default_port = if args.tls_on_connect { 465 } else { 25 };
-    let (host, parsed_port) = parse_server(&server, default_port).map_err(|e| usage(e.to_string()))?;
+    let (host, parsed_port) =
+        parse_server(&server, default_port).map_err(|e| usage(e.to_string()))?;
     let port = args.port.unwrap_or(parsed_port);
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 86_400.0) {
-        return Err(usage(format!("--timeout must be between 0 and 86400 seconds, not {}", args.timeout)));
+        return Err(usage(format!(
+            "--timeout must be between 0 and 86400 seconds, not {}",
+            args.timeout
+        )));
     }
     let timeout = Duration::from_secs_f64(args.timeout);
 
     let data = match &args.data {
         Some(spec) => {
             let bytes = read_data(spec)?;
-            Some(if args.raw { prepare_raw(&bytes) } else { prepare_normalized(&bytes) })
+            Some(if args.raw {
+                prepare_raw(&bytes)
+            } else {
+                prepare_normalized(&bytes)
+            })
         }
         None => None,
     };
@@ -50,7 +63,11 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
                 Some(Mechanism::from_name(mech).ok_or_else(|| {
                     usage(format!(
                         "unknown AUTH mechanism {mech:?}; mailscope speaks {}",
-                        Mechanism::PREFERENCE.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+                        Mechanism::PREFERENCE
+                            .iter()
+                            .map(|m| m.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ))
                 })?)
             };
@@ -63,18 +80,37 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
             if let Some(z) = &args.auth_authzid {
                 credentials = credentials.with_authzid(z.clone());
             }
-            Some(AuthOptions { mechanism, credentials, client_nonce: random_hex(18) })
+            Some(AuthOptions {
+                mechanism,
+                credentials,
+                client_nonce: random_hex(18),
+            })
         }
     };
     let helo_name = args.helo.clone().unwrap_or_else(local_hostname);
-    let to: Vec<String> = args.to.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+    let to: Vec<String> = args
+        .to
+        .iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
     let from = match args.from.as_deref() {
         Some("<>") => String::new(),
         Some(f) => f.to_string(),
-        None => format!("{}@{}", std::env::var("USER").unwrap_or_else(|_| "mailscope".into()), helo_name),
+        None => format!(
+            "{}@{}",
+            std::env::var("USER").unwrap_or_else(|_| "mailscope".into()),
+            helo_name
+        ),
     };
-    if to.is_empty() && args.quit_after.is_none_or(|s| s >= mailscope_proto::smtp::client::Stage::Rcpt) {
-        return Err(usage("--to is required unless --quit-after stops before RCPT".to_string()));
+    if to.is_empty()
+        && args
+            .quit_after
+            .is_none_or(|s| s >= mailscope_proto::smtp::client::Stage::Rcpt)
+    {
+        return Err(usage(
+            "--to is required unless --quit-after stops before RCPT".to_string(),
+        ));
     }
 
     let tls_opts = TlsClientOptions {
@@ -87,8 +123,17 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
     };
     let tls = TlsClient::new(&tls_opts).map_err(|e| usage(e.to_string()))?;
 
-    let render = RenderOptions { escape_all: global.escape, show_secrets: global.show_secrets };
-    let mut rep = Reporter::new(global.json, Role::Client, render, global.show_time, random_hex(8));
+    let render = RenderOptions {
+        escape_all: global.escape,
+        show_secrets: global.show_secrets,
+    };
+    let mut rep = Reporter::new(
+        global.json,
+        Role::Client,
+        render,
+        global.show_time,
+        random_hex(8),
+    );
     let t0 = now();
     rep.event(
         "session_started",
@@ -97,12 +142,20 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
                 "starttls": args.tls, "quit_after": args.quit_after.map(|s| s.name()) }),
     );
     if let Some(p) = tls.keylog_path() {
-        rep.note(t0, &format!("writing TLS key log (session secrets) to {}", p.display()));
+        rep.note(
+            t0,
+            &format!("writing TLS key log (session secrets) to {}", p.display()),
+        );
     }
     rep.note(t0, &format!("connecting to {host} port {port}"));
 
     // Plaintext AUTH to loopback is allowed (the password never leaves the machine).
-    let target = SmtpTarget { host: host.clone(), port, implicit_tls: args.tls_on_connect, timeout };
+    let target = SmtpTarget {
+        host: host.clone(),
+        port,
+        implicit_tls: args.tls_on_connect,
+        timeout,
+    };
     let opts = ClientOptions {
         helo_name,
         hello: if args.lhlo {
@@ -155,8 +208,16 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
             }
         }
     }
-    let (outcome, step, reason) = state.outcome.clone().unwrap_or(("completed".into(), None, String::new()));
-    rep.event("session_ended", now(), json!({ "outcome": outcome, "step": step, "reason": reason, "exit_code": code.0 }));
+    let (outcome, step, reason) =
+        state
+            .outcome
+            .clone()
+            .unwrap_or(("completed".into(), None, String::new()));
+    rep.event(
+        "session_ended",
+        now(),
+        json!({ "outcome": outcome, "step": step, "reason": reason, "exit_code": code.0 }),
+    );
     Ok(code)
 }
 
@@ -173,7 +234,13 @@ struct SummaryState {
     outcome: Option<(String, Option<String>, String)>,
 }
 
-fn on_event(rep: &mut Reporter, st: &mut SummaryState, c: &Client, ev: DriverEvent, insecure: bool) {
+fn on_event(
+    rep: &mut Reporter,
+    st: &mut SummaryState,
+    c: &Client,
+    ev: DriverEvent,
+    insecure: bool,
+) {
     let upto = match &ev {
         DriverEvent::Machine(pos, _) => *pos,
         _ => usize::MAX,
@@ -181,11 +248,19 @@ fn on_event(rep: &mut Reporter, st: &mut SummaryState, c: &Client, ev: DriverEve
     rep.transcript_upto(c.transcript(), upto);
     let at = now();
     match ev {
-        DriverEvent::Connected { peer, local, elapsed_us, failed_attempts } => {
+        DriverEvent::Connected {
+            peer,
+            local,
+            elapsed_us,
+            failed_attempts,
+        } => {
             for (addr, why) in &failed_attempts {
                 rep.note(at, &format!("{addr} failed: {why}"));
             }
-            rep.note(at, &format!("connected to {peer} from {local} in {}", ms(elapsed_us)));
+            rep.note(
+                at,
+                &format!("connected to {peer} from {local} in {}", ms(elapsed_us)),
+            );
             rep.event("connected", at, json!({ "peer": peer.to_string(), "local": local.to_string(), "elapsed_us": elapsed_us }));
             st.peer = Some(peer.to_string());
             st.connect_us = Some(elapsed_us);
@@ -195,65 +270,120 @@ fn on_event(rep: &mut Reporter, st: &mut SummaryState, c: &Client, ev: DriverEve
             st.tls = Some(*report);
         }
         DriverEvent::TlsFailed(e) => report_tls_failure(rep, &e),
-        DriverEvent::Machine(_, ev) => match ev {
-            Event::ReplyReceived { command, reply, offset, latency_us } => {
-                let verb = command.unwrap_or("banner");
-                st.latencies.push((verb.to_string(), latency_us));
-                rep.event(
+        DriverEvent::Machine(_, ev) => {
+            match ev {
+                Event::ReplyReceived {
+                    command,
+                    reply,
+                    offset,
+                    latency_us,
+                } => {
+                    let verb = command.unwrap_or("banner");
+                    st.latencies.push((verb.to_string(), latency_us));
+                    rep.event(
                     "reply",
                     at,
                     json!({ "command": command, "code": reply.code, "enhanced_code": reply.enhanced.map(|e| e.to_string()),
                             "text": reply.lines.iter().map(|l| String::from_utf8_lossy(&l.text).into_owned()).collect::<Vec<_>>(),
                             "offset": offset, "latency_us": latency_us }),
                 );
-            }
-            Event::CommandSent { .. } => {}
-            Event::CapabilitiesReceived { capabilities, tls } => {
-                rep.event("capabilities", at, json!({ "tls": tls, "greeting": capabilities.greeting, "extensions": capabilities.keywords() }));
-            }
-            Event::StartTlsRequested => rep.note(at, "STARTTLS accepted: starting the TLS handshake"),
-            Event::AuthMechanismChosen { mechanism, offered, explicit } => {
-                let how = if explicit { "as asked" } else { "the best offered" };
-                rep.note(at, &format!("AUTH {} ({how}; offered: {})", mechanism.name(), offered.join(" ")));
-                rep.event("auth_mechanism_chosen", at, json!({ "mechanism": mechanism.name(), "offered": offered, "explicit": explicit }));
-            }
-            Event::Authenticated { mechanism, server_verified } => {
-                let extra = match server_verified {
-                    Some(true) => ", server signature verified",
-                    Some(false) => ", server signature NOT verified",
-                    None => "",
-                };
-                rep.note(at, &format!("authenticated with {}{extra}", mechanism.name()));
-                st.auth = Some(format!("{}{extra}", mechanism.name()));
-                rep.event("authenticated", at, json!({ "mechanism": mechanism.name(), "server_verified": server_verified }));
-            }
-            Event::RecipientAnswered { to, accepted, reply } => {
-                if !accepted {
-                    rep.note(at, &format!("recipient {to} refused: {}", reply.summary()));
                 }
-                rep.event("recipient", at, json!({ "to": to, "accepted": accepted, "code": reply.code,
-                    "enhanced_code": reply.enhanced.map(|e| e.to_string()), "text": reply.text() }));
-                st.recipients.push((to, accepted, reply.summary()));
-            }
-            Event::DataSent { offset, content_len, raw, terminator } => {
-                rep.event("data_sent", at, json!({ "offset": offset, "length": content_len, "raw": raw, "terminator": terminator }));
-            }
-            Event::FindingRaised(f) => rep.finding(at, &f),
-            Event::Note(n) => rep.note(at, &n),
-            Event::Finished(outcome) => {
-                let (code, o) = match &outcome {
-                    Outcome::Completed => (ExitCode(0), ("completed".to_string(), None, String::new())),
-                    Outcome::StoppedAfter(s) => {
-                        (ExitCode(0), ("stopped".to_string(), Some(s.name().to_string()), format!("stopped after {} as asked", s.name())))
+                Event::CommandSent { .. } => {}
+                Event::CapabilitiesReceived { capabilities, tls } => {
+                    rep.event("capabilities", at, json!({ "tls": tls, "greeting": capabilities.greeting, "extensions": capabilities.keywords() }));
+                }
+                Event::StartTlsRequested => {
+                    rep.note(at, "STARTTLS accepted: starting the TLS handshake")
+                }
+                Event::AuthMechanismChosen {
+                    mechanism,
+                    offered,
+                    explicit,
+                } => {
+                    let how = if explicit {
+                        "as asked"
+                    } else {
+                        "the best offered"
+                    };
+                    rep.note(
+                        at,
+                        &format!(
+                            "AUTH {} ({how}; offered: {})",
+                            mechanism.name(),
+                            offered.join(" ")
+                        ),
+                    );
+                    rep.event("auth_mechanism_chosen", at, json!({ "mechanism": mechanism.name(), "offered": offered, "explicit": explicit }));
+                }
+                Event::Authenticated {
+                    mechanism,
+                    server_verified,
+                } => {
+                    let extra = match server_verified {
+                        Some(true) => ", server signature verified",
+                        Some(false) => ", server signature NOT verified",
+                        None => "",
+                    };
+                    rep.note(
+                        at,
+                        &format!("authenticated with {}{extra}", mechanism.name()),
+                    );
+                    st.auth = Some(format!("{}{extra}", mechanism.name()));
+                    rep.event("authenticated", at, json!({ "mechanism": mechanism.name(), "server_verified": server_verified }));
+                }
+                Event::RecipientAnswered {
+                    to,
+                    accepted,
+                    reply,
+                } => {
+                    if !accepted {
+                        rep.note(at, &format!("recipient {to} refused: {}", reply.summary()));
                     }
-                    Outcome::Failed { step, reason, .. } => {
-                        (ExitCode(step.exit_code()), ("failed".to_string(), Some(step.name().to_string()), reason.clone()))
-                    }
-                };
-                st.exit = code;
-                st.outcome = Some(o);
+                    rep.event(
+                        "recipient",
+                        at,
+                        json!({ "to": to, "accepted": accepted, "code": reply.code,
+                    "enhanced_code": reply.enhanced.map(|e| e.to_string()), "text": reply.text() }),
+                    );
+                    st.recipients.push((to, accepted, reply.summary()));
+                }
+                Event::DataSent {
+                    offset,
+                    content_len,
+                    raw,
+                    terminator,
+                } => {
+                    rep.event("data_sent", at, json!({ "offset": offset, "length": content_len, "raw": raw, "terminator": terminator }));
+                }
+                Event::FindingRaised(f) => rep.finding(at, &f),
+                Event::Note(n) => rep.note(at, &n),
+                Event::Finished(outcome) => {
+                    let (code, o) = match &outcome {
+                        Outcome::Completed => {
+                            (ExitCode(0), ("completed".to_string(), None, String::new()))
+                        }
+                        Outcome::StoppedAfter(s) => (
+                            ExitCode(0),
+                            (
+                                "stopped".to_string(),
+                                Some(s.name().to_string()),
+                                format!("stopped after {} as asked", s.name()),
+                            ),
+                        ),
+                        Outcome::Failed { step, reason, .. } => (
+                            ExitCode(step.exit_code()),
+                            (
+                                "failed".to_string(),
+                                Some(step.name().to_string()),
+                                reason.clone(),
+                            ),
+                        ),
+                    };
+                    st.exit = code;
+                    st.outcome = Some(o);
+                }
             }
-        },
+        }
     }
 }
 
@@ -265,27 +395,46 @@ fn report_tls(rep: &mut Reporter, r: &TlsReport, insecure: bool) {
             "TLS established: {} {}{}{}",
             r.version,
             r.cipher_suite,
-            r.key_exchange_group.as_deref().map(|g| format!(", group {g}")).unwrap_or_default(),
-            r.sni.as_deref().map(|s| format!(", SNI {s}")).unwrap_or_else(|| ", no SNI".into()),
+            r.key_exchange_group
+                .as_deref()
+                .map(|g| format!(", group {g}"))
+                .unwrap_or_default(),
+            r.sni
+                .as_deref()
+                .map(|s| format!(", SNI {s}"))
+                .unwrap_or_else(|| ", no SNI".into()),
         ),
     );
     for (i, cert) in r.chain.iter().enumerate() {
         rep.note(at, &cert_line(i, cert));
     }
     match &r.verification {
-        Verification::Verified => rep.note(at, &format!("certificate verified for {}", r.verified_name)),
+        Verification::Verified => {
+            rep.note(at, &format!("certificate verified for {}", r.verified_name))
+        }
         Verification::Failed { kind, reason } => {
-            rep.note(at, &format!("certificate NOT verified ({reason}); continuing because of --insecure"));
+            rep.note(
+                at,
+                &format!("certificate NOT verified ({reason}); continuing because of --insecure"),
+            );
             let _ = insecure;
             rep.finding(at, &Finding::new(verify_kind(kind), reason.clone()));
         }
-        Verification::NotPerformed { reason } => rep.note(at, &format!("certificate not checked: {reason}")),
+        Verification::NotPerformed { reason } => {
+            rep.note(at, &format!("certificate not checked: {reason}"))
+        }
     }
     if let Some(leaf) = r.chain.first() {
         if let Some(na) = &leaf.not_after {
             let days = (na.unix - (now().0 / 1_000_000) as i64) / 86_400;
             if (0..30).contains(&days) {
-                rep.finding(at, &Finding::new(TLS_CERT_EXPIRES_SOON, format!("the leaf expires in {days} days ({})", na.utc)));
+                rep.finding(
+                    at,
+                    &Finding::new(
+                        TLS_CERT_EXPIRES_SOON,
+                        format!("the leaf expires in {days} days ({})", na.utc),
+                    ),
+                );
             }
         }
     }
@@ -309,7 +458,12 @@ fn report_tls_failure(rep: &mut Reporter, e: &mailscope_net::TlsFailure) {
     let at = now();
     rep.error(at, &e.to_string());
     let mut body = json!({ "reason": e.to_string() });
-    if let mailscope_net::TlsFailure::CertificateInvalid { kind, reason, chain } = e {
+    if let mailscope_net::TlsFailure::CertificateInvalid {
+        kind,
+        reason,
+        chain,
+    } = e
+    {
         for (i, cert) in chain.iter().enumerate() {
             rep.note(at, &cert_line(i, cert));
         }
@@ -326,9 +480,19 @@ fn cert_line(i: usize, cert: &mailscope_net::CertInfo) -> String {
         "  cert {i}: subject {}; issuer {}; SAN {}; valid {} to {}",
         cert.subject,
         cert.issuer,
-        if cert.san.is_empty() { "-".into() } else { cert.san.join(", ") },
-        cert.not_before.as_ref().map(|t| t.utc.as_str()).unwrap_or("?"),
-        cert.not_after.as_ref().map(|t| t.utc.as_str()).unwrap_or("?"),
+        if cert.san.is_empty() {
+            "-".into()
+        } else {
+            cert.san.join(", ")
+        },
+        cert.not_before
+            .as_ref()
+            .map(|t| t.utc.as_str())
+            .unwrap_or("?"),
+        cert.not_after
+            .as_ref()
+            .map(|t| t.utc.as_str())
+            .unwrap_or("?"),
     )
 }
 
@@ -360,14 +524,23 @@ fn tls_json(r: &TlsReport) -> serde_json::Value {
 
 fn summary(rep: &mut Reporter, st: &SummaryState, c: &Client, host: &str, port: u16) {
     let mut lines = vec!["=== summary".to_string()];
-    lines.push(format!("  server      {host} port {port}{}", st.peer.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()));
+    lines.push(format!(
+        "  server      {host} port {port}{}",
+        st.peer
+            .as_deref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default()
+    ));
     if let Some(t) = &st.tls {
         let v = match &t.verification {
             Verification::Verified => "certificate verified".to_string(),
             Verification::Failed { reason, .. } => format!("certificate NOT verified: {reason}"),
             Verification::NotPerformed { reason } => format!("certificate not checked: {reason}"),
         };
-        lines.push(format!("  tls         {} {}, {v}", t.version, t.cipher_suite));
+        lines.push(format!(
+            "  tls         {} {}, {v}",
+            t.version, t.cipher_suite
+        ));
     } else {
         lines.push("  tls         none (plaintext session)".to_string());
     }
@@ -378,13 +551,20 @@ fn summary(rep: &mut Reporter, st: &SummaryState, c: &Client, host: &str, port: 
         lines.push(format!("  auth        {a}"));
     }
     for (to, ok, text) in &st.recipients {
-        lines.push(format!("  rcpt        {to}: {} ({text})", if *ok { "accepted" } else { "refused" }));
+        lines.push(format!(
+            "  rcpt        {to}: {} ({text})",
+            if *ok { "accepted" } else { "refused" }
+        ));
     }
     let mut lat: Vec<String> = Vec::new();
     if let Some(us) = st.connect_us {
         lat.push(format!("connect {}", ms(us)));
     }
-    lat.extend(st.latencies.iter().map(|(v, us)| format!("{v} {}", ms(*us))));
+    lat.extend(
+        st.latencies
+            .iter()
+            .map(|(v, us)| format!("{v} {}", ms(*us))),
+    );
     lines.push(format!("  latency     {}", lat.join(", ")));
     let mut counts = [0usize; 4];
     for f in rep.findings() {
@@ -398,11 +578,19 @@ fn summary(rep: &mut Reporter, st: &SummaryState, c: &Client, host: &str, port: 
         counts[2],
         counts[1],
         counts[0],
-        if ids.is_empty() { String::new() } else { format!(" ({})", ids.join(", ")) }
+        if ids.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", ids.join(", "))
+        }
     ));
     let result = match &st.outcome {
         Some((o, step, reason)) if o == "failed" || o == "error" => {
-            format!("FAILED at {}: {reason} (exit {})", step.as_deref().unwrap_or("?"), st.exit.0)
+            format!(
+                "FAILED at {}: {reason} (exit {})",
+                step.as_deref().unwrap_or("?"),
+                st.exit.0
+            )
         }
         Some((o, _, reason)) if o == "stopped" => format!("ok, {reason}"),
         _ => "ok".to_string(),
@@ -435,11 +623,14 @@ fn usage(msg: String) -> anyhow::Error {
 fn read_data(spec: &str) -> Result<Vec<u8>> {
     if spec == "-" {
         let mut v = Vec::new();
-        std::io::stdin().read_to_end(&mut v).context("reading the message from stdin")?;
+        std::io::stdin()
+            .read_to_end(&mut v)
+            .context("reading the message from stdin")?;
         return Ok(v);
     }
     if let Some(path) = spec.strip_prefix('@') {
-        return std::fs::read(path).map_err(|e| usage(format!("cannot read --data file {path}: {e}")));
+        return std::fs::read(path)
+            .map_err(|e| usage(format!("cannot read --data file {path}: {e}")));
     }
     Ok(spec.replace("\\n", "\n").into_bytes())
 }
@@ -451,15 +642,23 @@ fn password(args: &SmtpArgs) -> Result<Secret<String>> {
         return Ok(Secret::new(p.clone()));
     }
     if let Some(path) = &args.auth_password_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| usage(format!("cannot read --auth-password-file {}: {e}", path.display())))?;
-        return Ok(Secret::new(text.lines().next().unwrap_or_default().to_string()));
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            usage(format!(
+                "cannot read --auth-password-file {}: {e}",
+                path.display()
+            ))
+        })?;
+        return Ok(Secret::new(
+            text.lines().next().unwrap_or_default().to_string(),
+        ));
     }
     if let Ok(p) = std::env::var("MAILSCOPE_PASSWORD") {
         return Ok(Secret::new(p));
     }
     if std::io::stdin().is_terminal() {
-        return rpassword::prompt_password("AUTH password: ").map(Secret::new).context("reading the password");
+        return rpassword::prompt_password("AUTH password: ")
+            .map(Secret::new)
+            .context("reading the password");
     }
     bail!(crate::UsageError(
         "AUTH needs a password: --auth-password, --auth-password-file, MAILSCOPE_PASSWORD, or a terminal to prompt on".into()

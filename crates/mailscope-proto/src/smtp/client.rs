@@ -22,8 +22,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::finding::{
-    Finding, SMTP_AUTH_OFFERED_WITHOUT_TLS, SMTP_AUTH_USED_WITHOUT_TLS, SMTP_CONNECTION_CLOSED, SMTP_EHLO_NO_EXTENSIONS,
-    SMTP_EHLO_REFUSED, SMTP_REPLY_UNEXPECTED, SMTP_STARTTLS_NOT_OFFERED, SMTP_STARTTLS_READ_AHEAD,
+    Finding, SMTP_AUTH_OFFERED_WITHOUT_TLS, SMTP_AUTH_USED_WITHOUT_TLS, SMTP_CONNECTION_CLOSED,
+    SMTP_EHLO_NO_EXTENSIONS, SMTP_EHLO_REFUSED, SMTP_REPLY_UNEXPECTED, SMTP_STARTTLS_NOT_OFFERED,
+    SMTP_STARTTLS_READ_AHEAD,
 };
 use crate::sasl::{ClientSession, Credentials, Mechanism};
 use crate::smtp::command::{Command, lint_command_line};
@@ -395,11 +396,18 @@ impl Client {
         if bytes.is_empty() {
             return;
         }
-        self.transcript.record(Direction::ServerToClient, now, self.tls, bytes);
+        self.transcript
+            .record(Direction::ServerToClient, now, self.tls, bytes);
         if self.finished || matches!(self.state, State::Done) {
             self.raise(
-                Finding::new(SMTP_REPLY_UNEXPECTED, format!("{} bytes after the session ended", bytes.len()))
-                    .at(Direction::ServerToClient, self.transcript.len(Direction::ServerToClient) - bytes.len() as u64),
+                Finding::new(
+                    SMTP_REPLY_UNEXPECTED,
+                    format!("{} bytes after the session ended", bytes.len()),
+                )
+                .at(
+                    Direction::ServerToClient,
+                    self.transcript.len(Direction::ServerToClient) - bytes.len() as u64,
+                ),
             );
             return;
         }
@@ -418,13 +426,21 @@ impl Client {
             State::Done => {}
             state => {
                 let what = waiting_for(&state);
-                self.raise(Finding::new(SMTP_CONNECTION_CLOSED, format!("closed while waiting for {what}")).at(
-                    Direction::ServerToClient,
-                    self.transcript.len(Direction::ServerToClient),
-                ));
+                self.raise(
+                    Finding::new(
+                        SMTP_CONNECTION_CLOSED,
+                        format!("closed while waiting for {what}"),
+                    )
+                    .at(
+                        Direction::ServerToClient,
+                        self.transcript.len(Direction::ServerToClient),
+                    ),
+                );
                 self.finish(Outcome::Failed {
                     step: FailedStep::ConnectionClosed,
-                    reason: format!("the server closed the connection while mailscope waited for {what}"),
+                    reason: format!(
+                        "the server closed the connection while mailscope waited for {what}"
+                    ),
                     reply: None,
                 });
             }
@@ -449,13 +465,19 @@ impl Client {
     pub fn handle_tls_failed(&mut self, now: Timestamp, reason: &str) {
         self.now = now;
         self.state = State::Done;
-        self.finish(Outcome::Failed { step: FailedStep::Tls, reason: format!("TLS handshake failed: {reason}"), reply: None });
+        self.finish(Outcome::Failed {
+            step: FailedStep::Tls,
+            reason: format!("TLS handshake failed: {reason}"),
+            reply: None,
+        });
     }
 
     /// Time passed; fails the step if its reply is overdue.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.now = now;
-        let Some(deadline) = self.poll_timeout() else { return };
+        let Some(deadline) = self.poll_timeout() else {
+            return;
+        };
         if now < deadline {
             return;
         }
@@ -469,8 +491,12 @@ impl Client {
                 return;
             }
             State::ExpectGreeting => FailedStep::Banner,
-            State::ExpectHelloReply { after_tls: false, .. } => FailedStep::Ehlo,
-            State::ExpectHelloReply { after_tls: true, .. } => FailedStep::EhloAfterTls,
+            State::ExpectHelloReply {
+                after_tls: false, ..
+            } => FailedStep::Ehlo,
+            State::ExpectHelloReply {
+                after_tls: true, ..
+            } => FailedStep::EhloAfterTls,
             State::ExpectStartTlsReply | State::AwaitTls => FailedStep::Tls,
             State::ExpectAuthReply(_) => FailedStep::Auth,
             State::ExpectMailReply => FailedStep::Mail,
@@ -479,7 +505,11 @@ impl Client {
             State::ExpectDataEndReply => FailedStep::Dot,
             State::Done => return,
         };
-        self.finish(Outcome::Failed { step, reason: format!("timed out after {secs}s waiting for {what}"), reply: None });
+        self.finish(Outcome::Failed {
+            step,
+            reason: format!("timed out after {secs}s waiting for {what}"),
+            reply: None,
+        });
     }
 
     /// Appends bytes to send to `out`; returns whether anything was appended.
@@ -511,7 +541,11 @@ impl Client {
         match self.state {
             State::Done | State::AwaitTls => None,
             _ if self.finished => None,
-            _ => Some(Timestamp(self.waiting_since.0.saturating_add(self.opts.step_timeout_us))),
+            _ => Some(Timestamp(
+                self.waiting_since
+                    .0
+                    .saturating_add(self.opts.step_timeout_us),
+            )),
         }
     }
 
@@ -561,7 +595,11 @@ impl Client {
                     );
                     let step = failed_step_for(&self.state);
                     self.state = State::Done;
-                    self.finish(Outcome::Failed { step, reason, reply: None });
+                    self.finish(Outcome::Failed {
+                        step,
+                        reason,
+                        reply: None,
+                    });
                     return;
                 }
             };
@@ -593,14 +631,22 @@ impl Client {
         match state {
             State::ExpectGreeting => {
                 if reply.code != 220 {
-                    self.fail(FailedStep::Banner, "the server's greeting is not 220", reply);
+                    self.fail(
+                        FailedStep::Banner,
+                        "the server's greeting is not 220",
+                        reply,
+                    );
                 } else if matches!(self.opts.quit_after, Some(Stage::Connect | Stage::Banner)) {
-                    self.quit(Outcome::StoppedAfter(self.opts.quit_after.unwrap_or(Stage::Banner)));
+                    self.quit(Outcome::StoppedAfter(
+                        self.opts.quit_after.unwrap_or(Stage::Banner),
+                    ));
                 } else {
                     self.send_hello(false);
                 }
             }
-            State::ExpectHelloReply { verb, after_tls } => self.on_hello_reply(verb, after_tls, reply),
+            State::ExpectHelloReply { verb, after_tls } => {
+                self.on_hello_reply(verb, after_tls, reply)
+            }
             State::ExpectStartTlsReply => {
                 if reply.code != 220 {
                     self.fail(FailedStep::Tls, "the server refused STARTTLS", reply);
@@ -610,8 +656,11 @@ impl Client {
                     let n = self.input.len();
                     let preview = crate::escape::escape(&self.input[..n.min(60)]);
                     self.raise(
-                        Finding::new(SMTP_STARTTLS_READ_AHEAD, format!("{n} plaintext bytes discarded: {preview}"))
-                            .at(Direction::ServerToClient, self.input_offset),
+                        Finding::new(
+                            SMTP_STARTTLS_READ_AHEAD,
+                            format!("{n} plaintext bytes discarded: {preview}"),
+                        )
+                        .at(Direction::ServerToClient, self.input_offset),
                     );
                     self.input_offset += n as u64;
                     self.input.clear();
@@ -621,8 +670,11 @@ impl Client {
             }
             State::AwaitTls | State::Done => {
                 self.raise(
-                    Finding::new(SMTP_REPLY_UNEXPECTED, format!("reply {} with no command waiting", reply.code))
-                        .at(Direction::ServerToClient, offset),
+                    Finding::new(
+                        SMTP_REPLY_UNEXPECTED,
+                        format!("reply {} with no command waiting", reply.code),
+                    )
+                    .at(Direction::ServerToClient, offset),
                 );
                 self.state = state;
             }
@@ -637,7 +689,11 @@ impl Client {
             State::ExpectRcptReply { index } => {
                 let accepted = reply.is_positive();
                 let to = self.opts.to.get(index).cloned().unwrap_or_default();
-                self.push_event(Event::RecipientAnswered { to, accepted, reply: reply.clone() });
+                self.push_event(Event::RecipientAnswered {
+                    to,
+                    accepted,
+                    reply: reply.clone(),
+                });
                 if accepted {
                     self.accepted += 1;
                 }
@@ -674,7 +730,11 @@ impl Client {
                     };
                     self.quit(then);
                 } else {
-                    self.fail(FailedStep::Dot, "the message was refused after the final dot", reply);
+                    self.fail(
+                        FailedStep::Dot,
+                        "the message was refused after the final dot",
+                        reply,
+                    );
                 }
             }
             State::ExpectQuitReply { then } => {
@@ -686,22 +746,45 @@ impl Client {
 
     fn on_hello_reply(&mut self, verb: &'static str, after_tls: bool, reply: Reply) {
         if !reply.is_positive() {
-            if verb == "EHLO" && self.opts.hello == HelloKind::Ehlo && matches!(reply.code, 500..=504 | 550) {
-                self.raise(Finding::new(SMTP_EHLO_REFUSED, format!("EHLO answered {}", reply.summary())));
+            if verb == "EHLO"
+                && self.opts.hello == HelloKind::Ehlo
+                && matches!(reply.code, 500..=504 | 550)
+            {
+                self.raise(Finding::new(
+                    SMTP_EHLO_REFUSED,
+                    format!("EHLO answered {}", reply.summary()),
+                ));
                 let cmd = Command::Helo(self.opts.helo_name.clone());
-                self.send(cmd, State::ExpectHelloReply { verb: "HELO", after_tls });
+                self.send(
+                    cmd,
+                    State::ExpectHelloReply {
+                        verb: "HELO",
+                        after_tls,
+                    },
+                );
                 return;
             }
-            let step = if after_tls { FailedStep::EhloAfterTls } else { FailedStep::Ehlo };
+            let step = if after_tls {
+                FailedStep::EhloAfterTls
+            } else {
+                FailedStep::Ehlo
+            };
             self.fail(step, &format!("{verb} was refused"), reply);
             return;
         }
-        let caps = if verb == "HELO" { Capabilities::default() } else { Capabilities::from_reply(&reply) };
+        let caps = if verb == "HELO" {
+            Capabilities::default()
+        } else {
+            Capabilities::from_reply(&reply)
+        };
         if verb != "HELO" {
             if caps.extensions.is_empty() {
                 self.raise(Finding::new(SMTP_EHLO_NO_EXTENSIONS, ""));
             }
-            self.push_event(Event::CapabilitiesReceived { capabilities: caps.clone(), tls: self.tls });
+            self.push_event(Event::CapabilitiesReceived {
+                capabilities: caps.clone(),
+                tls: self.tls,
+            });
         }
         if !self.tls {
             if !caps.has("STARTTLS") {
@@ -710,7 +793,10 @@ impl Client {
             if caps.offers_auth() {
                 self.raise(Finding::new(
                     SMTP_AUTH_OFFERED_WITHOUT_TLS,
-                    format!("AUTH {} offered in plaintext", caps.auth_mechanisms().join(" ")),
+                    format!(
+                        "AUTH {} offered in plaintext",
+                        caps.auth_mechanisms().join(" ")
+                    ),
                 ));
             }
         }
@@ -722,7 +808,10 @@ impl Client {
         }
         if wants_tls {
             if !self.caps.as_ref().is_some_and(|c| c.has("STARTTLS")) {
-                self.fail_without_reply(FailedStep::Tls, "the server does not offer STARTTLS (required by --tls)");
+                self.fail_without_reply(
+                    FailedStep::Tls,
+                    "the server does not offer STARTTLS (required by --tls)",
+                );
                 return;
             }
             self.send(Command::StartTls, State::ExpectStartTlsReply);
@@ -745,7 +834,11 @@ impl Client {
             }
             return;
         };
-        let offered = self.caps.as_ref().map(Capabilities::auth_mechanisms).unwrap_or_default();
+        let offered = self
+            .caps
+            .as_ref()
+            .map(Capabilities::auth_mechanisms)
+            .unwrap_or_default();
         if offered.is_empty() {
             self.fail_without_reply(FailedStep::Auth, "the server offers no AUTH mechanism");
             return;
@@ -755,7 +848,11 @@ impl Client {
                 if !offered.iter().any(|o| o == m.name()) {
                     self.fail_without_reply(
                         FailedStep::Auth,
-                        &format!("the server does not offer AUTH {} (it offers: {})", m.name(), offered.join(" ")),
+                        &format!(
+                            "the server does not offer AUTH {} (it offers: {})",
+                            m.name(),
+                            offered.join(" ")
+                        ),
                     );
                     return;
                 }
@@ -766,13 +863,20 @@ impl Client {
                 None => {
                     self.fail_without_reply(
                         FailedStep::Auth,
-                        &format!("none of the offered mechanisms is supported: {}", offered.join(" ")),
+                        &format!(
+                            "none of the offered mechanisms is supported: {}",
+                            offered.join(" ")
+                        ),
                     );
                     return;
                 }
             },
         };
-        self.push_event(Event::AuthMechanismChosen { mechanism, offered, explicit });
+        self.push_event(Event::AuthMechanismChosen {
+            mechanism,
+            offered,
+            explicit,
+        });
         if !self.tls {
             if mechanism.sends_password_in_clear() && !self.opts.allow_plaintext_auth {
                 self.fail_without_reply(
@@ -784,15 +888,22 @@ impl Client {
                 );
                 return;
             }
-            self.raise(Finding::new(SMTP_AUTH_USED_WITHOUT_TLS, format!("AUTH {} without TLS", mechanism.name())));
+            self.raise(Finding::new(
+                SMTP_AUTH_USED_WITHOUT_TLS,
+                format!("AUTH {} without TLS", mechanism.name()),
+            ));
         }
-        let mut session = match ClientSession::new(mechanism, auth.credentials.clone(), &auth.client_nonce) {
-            Ok(s) => s,
-            Err(e) => {
-                self.fail_without_reply(FailedStep::Auth, &format!("cannot start AUTH {}: {e}", mechanism.name()));
-                return;
-            }
-        };
+        let mut session =
+            match ClientSession::new(mechanism, auth.credentials.clone(), &auth.client_nonce) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.fail_without_reply(
+                        FailedStep::Auth,
+                        &format!("cannot start AUTH {}: {e}", mechanism.name()),
+                    );
+                    return;
+                }
+            };
         let initial = session.initial_response();
         let mut line = format!("AUTH {}", mechanism.name()).into_bytes();
         let mut redactions = Vec::new();
@@ -801,16 +912,28 @@ impl Client {
             let start = line.len();
             let enc = B64.encode(msg.bytes.expose());
             line.extend_from_slice(if enc.is_empty() { b"=" } else { enc.as_bytes() });
-            redactions.push(Redaction { start, end: line.len(), replacement: format!("<redacted: {}>", msg.redacted) });
+            redactions.push(Redaction {
+                start,
+                end: line.len(),
+                replacement: format!("<redacted: {}>", msg.redacted),
+            });
         }
         line.extend_from_slice(b"\r\n");
-        let state = State::ExpectAuthReply(Box::new(AuthState { session, mechanism, cancelled: None }));
+        let state = State::ExpectAuthReply(Box::new(AuthState {
+            session,
+            mechanism,
+            cancelled: None,
+        }));
         self.send_line("AUTH", line, redactions, state);
     }
 
     fn on_auth_reply(&mut self, mut auth: AuthState, reply: Reply) {
         if reply.code == 334 && auth.cancelled.is_none() {
-            let text: Vec<u8> = reply.lines.first().map(|l| l.text.clone()).unwrap_or_default();
+            let text: Vec<u8> = reply
+                .lines
+                .first()
+                .map(|l| l.text.clone())
+                .unwrap_or_default();
             let challenge = match B64.decode(trim_ascii(&text)) {
                 Ok(c) => Ok(c),
                 Err(e) => Err(format!("the 334 challenge is not base64: {e}")),
@@ -823,22 +946,40 @@ impl Client {
                     let end = line.len();
                     line.extend_from_slice(b"\r\n");
                     let redactions = if end > 0 {
-                        vec![Redaction { start: 0, end, replacement: format!("<redacted: {}>", msg.redacted) }]
+                        vec![Redaction {
+                            start: 0,
+                            end,
+                            replacement: format!("<redacted: {}>", msg.redacted),
+                        }]
                     } else {
                         Vec::new()
                     };
-                    self.send_line("AUTH", line, redactions, State::ExpectAuthReply(Box::new(auth)));
+                    self.send_line(
+                        "AUTH",
+                        line,
+                        redactions,
+                        State::ExpectAuthReply(Box::new(auth)),
+                    );
                 }
                 Err(reason) => {
                     // RFC 4954 §4: "*" cancels the exchange; the server answers 501.
                     auth.cancelled = Some(reason);
-                    self.send_line("AUTH", b"*\r\n".to_vec(), Vec::new(), State::ExpectAuthReply(Box::new(auth)));
+                    self.send_line(
+                        "AUTH",
+                        b"*\r\n".to_vec(),
+                        Vec::new(),
+                        State::ExpectAuthReply(Box::new(auth)),
+                    );
                 }
             }
             return;
         }
         if let Some(reason) = auth.cancelled {
-            self.fail(FailedStep::Auth, &format!("AUTH {} cancelled: {reason}", auth.mechanism.name()), reply);
+            self.fail(
+                FailedStep::Auth,
+                &format!("AUTH {} cancelled: {reason}", auth.mechanism.name()),
+                reply,
+            );
             return;
         }
         if reply.is_positive() {
@@ -852,7 +993,11 @@ impl Client {
                 self.send_mail();
             }
         } else {
-            self.fail(FailedStep::Auth, &format!("AUTH {} failed", auth.mechanism.name()), reply);
+            self.fail(
+                FailedStep::Auth,
+                &format!("AUTH {} failed", auth.mechanism.name()),
+                reply,
+            );
         }
     }
 
@@ -865,7 +1010,10 @@ impl Client {
                 self.eight_bit_declared = true;
             }
         }
-        let cmd = Command::Mail { from: self.opts.from.clone(), params };
+        let cmd = Command::Mail {
+            from: self.opts.from.clone(),
+            params,
+        };
         self.send(cmd, State::ExpectMailReply);
     }
 
@@ -881,7 +1029,13 @@ impl Client {
 
     fn send_rcpt(&mut self, index: usize) {
         let to = self.opts.to.get(index).cloned().unwrap_or_default();
-        self.send(Command::Rcpt { to, params: Vec::new() }, State::ExpectRcptReply { index });
+        self.send(
+            Command::Rcpt {
+                to,
+                params: Vec::new(),
+            },
+            State::ExpectRcptReply { index },
+        );
     }
 
     fn send_data(&mut self) {
@@ -889,7 +1043,9 @@ impl Client {
             self.fail_without_reply(FailedStep::Data, "no message data");
             return;
         };
-        let offset = self.transcript.record(Direction::ClientToServer, self.now, self.tls, &data.bytes);
+        let offset =
+            self.transcript
+                .record(Direction::ClientToServer, self.now, self.tls, &data.bytes);
         self.outbuf.extend_from_slice(&data.bytes);
         self.waiting_since = self.now;
         let terminator = match data.terminator {
@@ -900,13 +1056,27 @@ impl Client {
             self.note(&format!(
                 "raw DATA: {} bytes sent unchanged, then {terminator} ({})",
                 data.content_len,
-                if terminator == ".\\r\\n" { "the content ended in CRLF" } else { "the content did not end in CRLF" }
+                if terminator == ".\\r\\n" {
+                    "the content ended in CRLF"
+                } else {
+                    "the content did not end in CRLF"
+                }
             ));
         }
-        for f in lint_data(data.content(), offset, Direction::ClientToServer, self.eight_bit_declared) {
+        for f in lint_data(
+            data.content(),
+            offset,
+            Direction::ClientToServer,
+            self.eight_bit_declared,
+        ) {
             self.raise(f);
         }
-        self.push_event(Event::DataSent { offset, content_len: data.content_len, raw: data.raw, terminator });
+        self.push_event(Event::DataSent {
+            offset,
+            content_len: data.content_len,
+            raw: data.raw,
+            terminator,
+        });
         self.state = State::ExpectDataEndReply;
     }
 
@@ -924,13 +1094,28 @@ impl Client {
         self.send_line(cmd.verb(), cmd.to_bytes(), Vec::new(), next);
     }
 
-    fn send_line(&mut self, verb: &'static str, line: Vec<u8>, redactions: Vec<Redaction>, next: State) {
-        let offset = self.transcript.record_redacted(Direction::ClientToServer, self.now, self.tls, &line, redactions);
+    fn send_line(
+        &mut self,
+        verb: &'static str,
+        line: Vec<u8>,
+        redactions: Vec<Redaction>,
+        next: State,
+    ) {
+        let offset = self.transcript.record_redacted(
+            Direction::ClientToServer,
+            self.now,
+            self.tls,
+            &line,
+            redactions,
+        );
         for f in lint_command_line(&line, offset, Direction::ClientToServer) {
             self.raise(f);
         }
         self.outbuf.extend_from_slice(&line);
-        self.push_event(Event::CommandSent { command: verb, offset });
+        self.push_event(Event::CommandSent {
+            command: verb,
+            offset,
+        });
         self.waiting_since = self.now;
         self.state = next;
     }
@@ -941,11 +1126,19 @@ impl Client {
 
     fn fail(&mut self, step: FailedStep, reason: &str, reply: Reply) {
         let reason = format!("{reason}: {}", reply.summary());
-        self.quit(Outcome::Failed { step, reason, reply: Some(reply) });
+        self.quit(Outcome::Failed {
+            step,
+            reason,
+            reply: Some(reply),
+        });
     }
 
     fn fail_without_reply(&mut self, step: FailedStep, reason: &str) {
-        self.quit(Outcome::Failed { step, reason: reason.to_string(), reply: None });
+        self.quit(Outcome::Failed {
+            step,
+            reason: reason.to_string(),
+            reply: None,
+        });
     }
 
     fn finish(&mut self, outcome: Outcome) {
@@ -1005,8 +1198,12 @@ fn waiting_for(state: &State) -> String {
 fn failed_step_for(state: &State) -> FailedStep {
     match state {
         State::ExpectGreeting => FailedStep::Banner,
-        State::ExpectHelloReply { after_tls: false, .. } => FailedStep::Ehlo,
-        State::ExpectHelloReply { after_tls: true, .. } => FailedStep::EhloAfterTls,
+        State::ExpectHelloReply {
+            after_tls: false, ..
+        } => FailedStep::Ehlo,
+        State::ExpectHelloReply {
+            after_tls: true, ..
+        } => FailedStep::EhloAfterTls,
         State::ExpectStartTlsReply | State::AwaitTls => FailedStep::Tls,
         State::ExpectAuthReply(_) => FailedStep::Auth,
         State::ExpectMailReply => FailedStep::Mail,

@@ -36,7 +36,12 @@ struct Run {
     client: Client,
 }
 
-fn run(opts: ClientOptions, greeting: &[u8], answer: impl Fn(&[u8], bool) -> Option<Vec<u8>>, chunk: usize) -> Run {
+fn run(
+    opts: ClientOptions,
+    greeting: &[u8],
+    answer: impl Fn(&[u8], bool) -> Option<Vec<u8>>,
+    chunk: usize,
+) -> Run {
     let mut c = Client::new(opts);
     let mut now = 1_000u64;
     c.start(Timestamp(now));
@@ -73,18 +78,30 @@ fn run(opts: ClientOptions, greeting: &[u8], answer: impl Fn(&[u8], bool) -> Opt
             }
         }
     }
-    Run { sent, events, client: c }
+    Run {
+        sent,
+        events,
+        client: c,
+    }
 }
 
 /// A well-behaved server.
 fn good(line: &[u8], tls: bool) -> Option<Vec<u8>> {
     Some(match line {
-        l if l.starts_with(b"EHLO") => if tls { EHLO_TLS.to_vec() } else { EHLO.to_vec() },
+        l if l.starts_with(b"EHLO") => {
+            if tls {
+                EHLO_TLS.to_vec()
+            } else {
+                EHLO.to_vec()
+            }
+        }
         l if l.starts_with(b"STARTTLS") => b"220 2.0.0 Ready to start TLS\r\n".to_vec(),
         l if l.starts_with(b"AUTH PLAIN") => b"235 2.7.0 Authentication successful\r\n".to_vec(),
         l if l.starts_with(b"MAIL") || l.starts_with(b"RCPT") => b"250 2.1.0 Ok\r\n".to_vec(),
         l if l.starts_with(b"DATA") => b"354 End data with <CR><LF>.<CR><LF>\r\n".to_vec(),
-        l if l.ends_with(b"\r\n.\r\n") || l == b".\r\n" => b"250 2.0.0 Ok: queued as ABC\r\n".to_vec(),
+        l if l.ends_with(b"\r\n.\r\n") || l == b".\r\n" => {
+            b"250 2.0.0 Ok: queued as ABC\r\n".to_vec()
+        }
         l if l.starts_with(b"QUIT") => b"221 2.0.0 Bye\r\n".to_vec(),
         _ => b"500 5.5.2 what?\r\n".to_vec(),
     })
@@ -101,7 +118,11 @@ fn outcome(r: &Run) -> Outcome {
 }
 
 fn finding_ids(r: &Run) -> Vec<(&'static str, Option<u64>)> {
-    r.client.findings().iter().map(|f| (f.kind.id, f.offset)).collect()
+    r.client
+        .findings()
+        .iter()
+        .map(|f| (f.kind.id, f.offset))
+        .collect()
 }
 
 const GREETING: &[u8] = b"220 mx.example.test ESMTP\r\n";
@@ -118,7 +139,10 @@ fn complete_session_sends_exact_bytes() {
     let ids: Vec<_> = finding_ids(&r).into_iter().map(|f| f.0).collect();
     // The EHLO offers STARTTLS, so only the plaintext AUTH offer is a finding.
     assert_eq!(ids, vec!["smtp.auth.offered-without-tls"]);
-    assert_eq!(r.client.transcript().stream(Direction::ClientToServer), r.sent);
+    assert_eq!(
+        r.client.transcript().stream(Direction::ClientToServer),
+        r.sent
+    );
 }
 
 #[test]
@@ -173,15 +197,42 @@ fn every_quit_after_stage_stops_there_and_quits() {
 #[test]
 fn failures_map_to_swaks_exit_codes() {
     let refuse = |verb: &'static [u8], reply: &'static [u8]| {
-        move |l: &[u8], tls: bool| if l.starts_with(verb) { Some(reply.to_vec()) } else { good(l, tls) }
+        move |l: &[u8], tls: bool| {
+            if l.starts_with(verb) {
+                Some(reply.to_vec())
+            } else {
+                good(l, tls)
+            }
+        }
     };
-    let cases: Vec<(Box<dyn Fn(&[u8], bool) -> Option<Vec<u8>>>, &[u8], u8)> = vec![
+    type Answer = Box<dyn Fn(&[u8], bool) -> Option<Vec<u8>>>;
+    let cases: Vec<(Answer, &[u8], u8)> = vec![
         (Box::new(good), b"554 5.3.2 go away\r\n", 21),
-        (Box::new(refuse(b"EHLO", b"421 4.3.2 busy\r\n")), GREETING, 22),
-        (Box::new(refuse(b"MAIL", b"553 5.1.8 bad sender\r\n")), GREETING, 23),
-        (Box::new(refuse(b"RCPT", b"550 5.1.1 no such user\r\n")), GREETING, 24),
-        (Box::new(refuse(b"DATA", b"503 5.5.1 no valid recipients\r\n")), GREETING, 25),
-        (Box::new(refuse(b"Subject", b"550 5.7.1 spam\r\n")), GREETING, 26),
+        (
+            Box::new(refuse(b"EHLO", b"421 4.3.2 busy\r\n")),
+            GREETING,
+            22,
+        ),
+        (
+            Box::new(refuse(b"MAIL", b"553 5.1.8 bad sender\r\n")),
+            GREETING,
+            23,
+        ),
+        (
+            Box::new(refuse(b"RCPT", b"550 5.1.1 no such user\r\n")),
+            GREETING,
+            24,
+        ),
+        (
+            Box::new(refuse(b"DATA", b"503 5.5.1 no valid recipients\r\n")),
+            GREETING,
+            25,
+        ),
+        (
+            Box::new(refuse(b"Subject", b"550 5.7.1 spam\r\n")),
+            GREETING,
+            26,
+        ),
     ];
     for (answer, greeting, code) in cases {
         let r = run(opts(), greeting, answer, usize::MAX);
@@ -195,7 +246,15 @@ fn failures_map_to_swaks_exit_codes() {
 
 #[test]
 fn ehlo_refused_falls_back_to_helo() {
-    let answer = |l: &[u8], tls: bool| if l.starts_with(b"EHLO") { Some(b"502 5.5.2 no\r\n".to_vec()) } else if l.starts_with(b"HELO") { Some(b"250 mx\r\n".to_vec()) } else { good(l, tls) };
+    let answer = |l: &[u8], tls: bool| {
+        if l.starts_with(b"EHLO") {
+            Some(b"502 5.5.2 no\r\n".to_vec())
+        } else if l.starts_with(b"HELO") {
+            Some(b"250 mx\r\n".to_vec())
+        } else {
+            good(l, tls)
+        }
+    };
     let r = run(opts(), GREETING, answer, usize::MAX);
     assert_eq!(outcome(&r), Outcome::Completed);
     assert!(finding_ids(&r).iter().any(|f| f.0 == "smtp.ehlo.refused"));
@@ -214,31 +273,55 @@ fn raw_bare_lf_data_is_linted_at_exact_offsets_and_refusal_is_26() {
     };
     let r = run(o, GREETING, answer, usize::MAX);
     match outcome(&r) {
-        Outcome::Failed { step, reply: Some(reply), .. } => {
+        Outcome::Failed {
+            step,
+            reply: Some(reply),
+            ..
+        } => {
             assert_eq!(step, FailedStep::Dot);
             assert_eq!(reply.code, 550);
         }
         o => panic!("{o:?}"),
     }
     let client_stream = r.client.transcript().stream(Direction::ClientToServer);
-    let lf: Vec<u64> = r.client.findings().iter().filter(|f| f.kind.id == "smtp.data.bare-lf").filter_map(|f| f.offset).collect();
+    let lf: Vec<u64> = r
+        .client
+        .findings()
+        .iter()
+        .filter(|f| f.kind.id == "smtp.data.bare-lf")
+        .filter_map(|f| f.offset)
+        .collect();
     assert_eq!(lf.len(), 3);
     for off in lf {
         assert_eq!(client_stream[off as usize], b'\n');
         assert_ne!(client_stream[off as usize - 1], b'\r');
     }
-    assert!(r.events.iter().any(|e| matches!(e, Event::Note(n) if n.contains("\\r\\n.\\r\\n"))));
+    assert!(
+        r.events
+            .iter()
+            .any(|e| matches!(e, Event::Note(n) if n.contains("\\r\\n.\\r\\n")))
+    );
 }
 
 #[test]
 fn server_dropping_mid_data_is_connection_closed() {
-    let answer = |l: &[u8], tls: bool| if l.starts_with(b"Subject") { None } else { good(l, tls) };
+    let answer = |l: &[u8], tls: bool| {
+        if l.starts_with(b"Subject") {
+            None
+        } else {
+            good(l, tls)
+        }
+    };
     let r = run(opts(), GREETING, answer, usize::MAX);
     match outcome(&r) {
         Outcome::Failed { step, .. } => assert_eq!(step.exit_code(), 6),
         o => panic!("{o:?}"),
     }
-    assert!(finding_ids(&r).iter().any(|f| f.0 == "smtp.connection.closed"));
+    assert!(
+        finding_ids(&r)
+            .iter()
+            .any(|f| f.0 == "smtp.connection.closed")
+    );
 }
 
 #[test]
@@ -246,22 +329,44 @@ fn starttls_read_ahead_is_discarded_and_reported() {
     let mut o = opts();
     o.starttls = true;
     let answer = |l: &[u8], tls: bool| {
-        if l.starts_with(b"STARTTLS") { Some(b"220 go ahead\r\n250 injected\r\n".to_vec()) } else { good(l, tls) }
+        if l.starts_with(b"STARTTLS") {
+            Some(b"220 go ahead\r\n250 injected\r\n".to_vec())
+        } else {
+            good(l, tls)
+        }
     };
     let r = run(o, GREETING, answer, usize::MAX);
     assert_eq!(outcome(&r), Outcome::Completed);
-    let f = r.client.findings().iter().find(|f| f.kind.id == "smtp.starttls.read-ahead").expect("finding");
+    let f = r
+        .client
+        .findings()
+        .iter()
+        .find(|f| f.kind.id == "smtp.starttls.read-ahead")
+        .expect("finding");
     let server = r.client.transcript().stream(Direction::ServerToClient);
-    assert_eq!(&server[f.offset.unwrap_or(0) as usize..][..14], b"250 injected\r\n");
+    assert_eq!(
+        &server[f.offset.unwrap_or(0) as usize..][..14],
+        b"250 injected\r\n"
+    );
     // The EHLO after TLS was answered by the real reply, not the injected one.
-    assert!(r.events.iter().any(|e| matches!(e, Event::CapabilitiesReceived { tls: true, .. })));
+    assert!(
+        r.events
+            .iter()
+            .any(|e| matches!(e, Event::CapabilitiesReceived { tls: true, .. }))
+    );
 }
 
 #[test]
 fn tls_required_but_not_offered_fails_29() {
     let mut o = opts();
     o.starttls = true;
-    let answer = |l: &[u8], tls: bool| if l.starts_with(b"EHLO") { Some(b"250-mx\r\n250 8BITMIME\r\n".to_vec()) } else { good(l, tls) };
+    let answer = |l: &[u8], tls: bool| {
+        if l.starts_with(b"EHLO") {
+            Some(b"250-mx\r\n250 8BITMIME\r\n".to_vec())
+        } else {
+            good(l, tls)
+        }
+    };
     let r = run(o, GREETING, answer, usize::MAX);
     match outcome(&r) {
         Outcome::Failed { step, reason, .. } => {
@@ -292,7 +397,11 @@ fn auth_plain_is_redacted_and_refused_in_plaintext_unless_allowed() {
     // Without a mechanism the best offered after TLS is picked: CRAM-MD5 over PLAIN/LOGIN.
     let r = run(o.clone(), GREETING, good, usize::MAX);
     let chosen = r.events.iter().find_map(|e| match e {
-        Event::AuthMechanismChosen { mechanism, explicit, .. } => Some((*mechanism, *explicit)),
+        Event::AuthMechanismChosen {
+            mechanism,
+            explicit,
+            ..
+        } => Some((*mechanism, *explicit)),
         _ => None,
     });
     assert_eq!(chosen, Some((Mechanism::CramMd5, false)));
@@ -302,8 +411,18 @@ fn auth_plain_is_redacted_and_refused_in_plaintext_unless_allowed() {
     let r = run(o, GREETING, good, usize::MAX);
     assert_eq!(outcome(&r), Outcome::Completed);
     for c in r.client.transcript().chunks() {
-        for l in render_chunk(c, RenderOptions { escape_all: true, show_secrets: false }) {
-            assert!(!l.text.contains("aHVudGVyMg") && !l.text.contains("hunter2"), "secret leaked: {}", l.text);
+        for l in render_chunk(
+            c,
+            RenderOptions {
+                escape_all: true,
+                show_secrets: false,
+            },
+        ) {
+            assert!(
+                !l.text.contains("aHVudGVyMg") && !l.text.contains("hunter2"),
+                "secret leaked: {}",
+                l.text
+            );
             let _ = direction_mark(Role::Client, c.direction, c.tls);
         }
     }
@@ -324,7 +443,10 @@ fn timeout_fails_the_waiting_step() {
 #[test]
 fn garbage_and_oversized_replies_do_not_panic() {
     let mut o = opts();
-    o.reply_limits = ReplyLimits { max_line: 64, max_lines: 4 };
+    o.reply_limits = ReplyLimits {
+        max_line: 64,
+        max_lines: 4,
+    };
     let mut c = Client::new(o);
     c.start(Timestamp(0));
     c.handle_input(Timestamp(1), &[b'x'; 100]);

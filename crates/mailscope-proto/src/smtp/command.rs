@@ -4,7 +4,9 @@
 //! touch a stream. Arguments are written as given: checking what a user asked for is the
 //! lints' job, not the encoder's, so a test can still send a broken command on purpose.
 
-use crate::finding::{Finding, SMTP_COMMAND_BARE_CR, SMTP_COMMAND_BARE_LF, SMTP_COMMAND_NUL, SMTP_COMMAND_TOO_LONG};
+use crate::finding::{
+    Finding, SMTP_COMMAND_BARE_CR, SMTP_COMMAND_BARE_LF, SMTP_COMMAND_NUL, SMTP_COMMAND_TOO_LONG,
+};
 use crate::transcript::Direction;
 
 /// An SMTP command.
@@ -76,7 +78,10 @@ impl Command {
             Command::Helo(d) => push(&format!("HELO {d}")),
             Command::Lhlo(d) => push(&format!("LHLO {d}")),
             Command::StartTls => push("STARTTLS"),
-            Command::Auth { mechanism, initial_response } => match initial_response {
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => match initial_response {
                 Some(r) => push(&format!("AUTH {mechanism} {r}")),
                 None => push(&format!("AUTH {mechanism}")),
             },
@@ -114,17 +119,32 @@ pub fn lint_command_line(line: &[u8], base: u64, direction: Direction) -> Vec<Fi
     let mut findings = Vec::new();
     let at = |f: Finding, i: usize| f.at(direction, base + i as u64);
     if line.len() > 512 {
-        findings.push(at(Finding::new(SMTP_COMMAND_TOO_LONG, format!("{} octets including the line end", line.len())), 0));
+        findings.push(at(
+            Finding::new(
+                SMTP_COMMAND_TOO_LONG,
+                format!("{} octets including the line end", line.len()),
+            ),
+            0,
+        ));
     }
     for (i, &b) in line.iter().enumerate() {
         match b {
             b'\n' if i == 0 || line[i - 1] != b'\r' => {
-                findings.push(at(Finding::new(SMTP_COMMAND_BARE_LF, "command line ends in a bare LF"), i));
+                findings.push(at(
+                    Finding::new(SMTP_COMMAND_BARE_LF, "command line ends in a bare LF"),
+                    i,
+                ));
             }
             b'\r' if line.get(i + 1) != Some(&b'\n') => {
-                findings.push(at(Finding::new(SMTP_COMMAND_BARE_CR, "CR not followed by LF in a command"), i));
+                findings.push(at(
+                    Finding::new(SMTP_COMMAND_BARE_CR, "CR not followed by LF in a command"),
+                    i,
+                ));
             }
-            0 => findings.push(at(Finding::new(SMTP_COMMAND_NUL, "NUL octet in a command"), i)),
+            0 => findings.push(at(
+                Finding::new(SMTP_COMMAND_NUL, "NUL octet in a command"),
+                i,
+            )),
             _ => {}
         }
     }
@@ -137,15 +157,40 @@ mod tests {
 
     #[test]
     fn encodes_exact_lines() {
-        assert_eq!(Command::Ehlo("client.example".into()).to_bytes(), b"EHLO client.example\r\n");
         assert_eq!(
-            Command::Mail { from: "a@example.test".into(), params: vec!["BODY=8BITMIME".into()] }.to_bytes(),
+            Command::Ehlo("client.example".into()).to_bytes(),
+            b"EHLO client.example\r\n"
+        );
+        assert_eq!(
+            Command::Mail {
+                from: "a@example.test".into(),
+                params: vec!["BODY=8BITMIME".into()]
+            }
+            .to_bytes(),
             b"MAIL FROM:<a@example.test> BODY=8BITMIME\r\n"
         );
-        assert_eq!(Command::Mail { from: String::new(), params: vec![] }.to_bytes(), b"MAIL FROM:<>\r\n");
-        assert_eq!(Command::Rcpt { to: "b@example.test".into(), params: vec![] }.to_bytes(), b"RCPT TO:<b@example.test>\r\n");
         assert_eq!(
-            Command::Auth { mechanism: "PLAIN".into(), initial_response: Some("dGVzdAB0ZXN0AHRlc3RwYXNz".into()) }.to_bytes(),
+            Command::Mail {
+                from: String::new(),
+                params: vec![]
+            }
+            .to_bytes(),
+            b"MAIL FROM:<>\r\n"
+        );
+        assert_eq!(
+            Command::Rcpt {
+                to: "b@example.test".into(),
+                params: vec![]
+            }
+            .to_bytes(),
+            b"RCPT TO:<b@example.test>\r\n"
+        );
+        assert_eq!(
+            Command::Auth {
+                mechanism: "PLAIN".into(),
+                initial_response: Some("dGVzdAB0ZXN0AHRlc3RwYXNz".into())
+            }
+            .to_bytes(),
             b"AUTH PLAIN dGVzdAB0ZXN0AHRlc3RwYXNz\r\n"
         );
         assert_eq!(Command::Quit.to_bytes(), b"QUIT\r\n");
@@ -155,8 +200,19 @@ mod tests {
     fn lints_find_deviations_at_offsets() {
         let f = lint_command_line(b"EHLO a\rb\n", 100, Direction::ClientToServer);
         let got: Vec<_> = f.iter().map(|f| (f.kind.id, f.offset)).collect();
-        assert_eq!(got, vec![("smtp.command.bare-cr", Some(106)), ("smtp.command.bare-lf", Some(108))]);
+        assert_eq!(
+            got,
+            vec![
+                ("smtp.command.bare-cr", Some(106)),
+                ("smtp.command.bare-lf", Some(108))
+            ]
+        );
         assert!(lint_command_line(b"NOOP\r\n", 0, Direction::ClientToServer).is_empty());
-        assert_eq!(lint_command_line(&[b'a'; 600], 0, Direction::ClientToServer)[0].kind.id, "smtp.command.line-too-long");
+        assert_eq!(
+            lint_command_line(&[b'a'; 600], 0, Direction::ClientToServer)[0]
+                .kind
+                .id,
+            "smtp.command.line-too-long"
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! normalised and dot-stuffed, or raw — and linting them as they cross.
 
 use crate::finding::{
-    Finding, SMTP_DATA_8BIT_WITHOUT_8BITMIME, SMTP_DATA_BARE_CR, SMTP_DATA_BARE_LF, SMTP_DATA_LINE_TOO_LONG,
-    SMTP_DATA_NUL, SMTP_DATA_UNSTUFFED_DOT,
+    Finding, SMTP_DATA_8BIT_WITHOUT_8BITMIME, SMTP_DATA_BARE_CR, SMTP_DATA_BARE_LF,
+    SMTP_DATA_LINE_TOO_LONG, SMTP_DATA_NUL, SMTP_DATA_UNSTUFFED_DOT,
 };
 use crate::transcript::Direction;
 
@@ -81,17 +81,31 @@ pub fn prepare_normalized(message: &[u8]) -> PreparedData {
     }
     let content_len = out.len();
     out.extend_from_slice(b".\r\n");
-    PreparedData { bytes: out, content_len, terminator: Terminator::DotCrLf, raw: false }
+    PreparedData {
+        bytes: out,
+        content_len,
+        terminator: Terminator::DotCrLf,
+        raw: false,
+    }
 }
 
 /// Keeps the bytes exactly (bare LFs and lone dots included) and appends `\r\n.\r\n`, or
 /// only `.\r\n` if they already end in CRLF (seed 000: replaying captured bytes).
 pub fn prepare_raw(message: &[u8]) -> PreparedData {
-    let terminator = if message.ends_with(b"\r\n") { Terminator::DotCrLf } else { Terminator::CrLfDotCrLf };
+    let terminator = if message.ends_with(b"\r\n") {
+        Terminator::DotCrLf
+    } else {
+        Terminator::CrLfDotCrLf
+    };
     let mut bytes = Vec::with_capacity(message.len() + 5);
     bytes.extend_from_slice(message);
     bytes.extend_from_slice(terminator.bytes());
-    PreparedData { bytes, content_len: message.len(), terminator, raw: true }
+    PreparedData {
+        bytes,
+        content_len: message.len(),
+        terminator,
+        raw: true,
+    }
 }
 
 /// Whether any octet is above 127.
@@ -106,7 +120,12 @@ pub const MAX_FINDINGS_PER_KIND: usize = 20;
 /// Lints DATA content (without the terminator) as it crossed. `base` is the stream offset of
 /// the content's first byte; `eight_bit_declared` says whether BODY=8BITMIME (or BINARYMIME)
 /// was given and offered.
-pub fn lint_data(content: &[u8], base: u64, direction: Direction, eight_bit_declared: bool) -> Vec<Finding> {
+pub fn lint_data(
+    content: &[u8],
+    base: u64,
+    direction: Direction,
+    eight_bit_declared: bool,
+) -> Vec<Finding> {
     let mut lf = Counter::new(SMTP_DATA_BARE_LF);
     let mut cr = Counter::new(SMTP_DATA_BARE_CR);
     let mut nul = Counter::new(SMTP_DATA_NUL);
@@ -129,14 +148,14 @@ pub fn lint_data(content: &[u8], base: u64, direction: Direction, eight_bit_decl
                 line_no += 1;
                 line_start = i + 1;
             }
-            b'\r' if content.get(i + 1) != Some(&b'\n') => cr.add(at(i), || format!("bare CR in line {line_no}")),
+            b'\r' if content.get(i + 1) != Some(&b'\n') => {
+                cr.add(at(i), || format!("bare CR in line {line_no}"))
+            }
             0 => nul.add(at(i), || format!("NUL in line {line_no}")),
-            b'.' if i == line_start => {
-                // With a normalised send every leading dot is doubled, so only a single dot
-                // at line start that is not followed by another dot is suspicious.
-                if content.get(i + 1) != Some(&b'.') {
-                    dots.add(at(i), || format!("line {line_no} starts with a single dot"));
-                }
+            // With a normalised send every leading dot is doubled, so only a single dot at
+            // line start that is not followed by another dot is suspicious.
+            b'.' if i == line_start && content.get(i + 1) != Some(&b'.') => {
+                dots.add(at(i), || format!("line {line_no} starts with a single dot"));
             }
             0x80.. if first_8bit.is_none() => first_8bit = Some(i),
             _ => {}
@@ -144,7 +163,9 @@ pub fn lint_data(content: &[u8], base: u64, direction: Direction, eight_bit_decl
     }
     let tail = content.len() - line_start;
     if tail > 998 {
-        long.add(at(line_start), || format!("line {line_no} is {tail} octets"));
+        long.add(at(line_start), || {
+            format!("line {line_no} is {tail} octets")
+        });
     }
     let mut out = Vec::new();
     for c in [lf, cr, nul, long, dots] {
@@ -152,7 +173,11 @@ pub fn lint_data(content: &[u8], base: u64, direction: Direction, eight_bit_decl
     }
     if let (Some(i), false) = (first_8bit, eight_bit_declared) {
         out.push(
-            Finding::new(SMTP_DATA_8BIT_WITHOUT_8BITMIME, "first octet above 127 here").at(direction, base + i as u64),
+            Finding::new(
+                SMTP_DATA_8BIT_WITHOUT_8BITMIME,
+                "first octet above 127 here",
+            )
+            .at(direction, base + i as u64),
         );
     }
     out
@@ -166,13 +191,18 @@ struct Counter {
 
 impl Counter {
     fn new(kind: &'static crate::finding::FindingKind) -> Self {
-        Self { kind, findings: Vec::new(), total: 0 }
+        Self {
+            kind,
+            findings: Vec::new(),
+            total: 0,
+        }
     }
 
     fn add(&mut self, (direction, offset): (Direction, u64), detail: impl FnOnce() -> String) {
         self.total += 1;
         if self.findings.len() < MAX_FINDINGS_PER_KIND {
-            self.findings.push(Finding::new(self.kind, detail()).at(direction, offset));
+            self.findings
+                .push(Finding::new(self.kind, detail()).at(direction, offset));
         }
     }
 
@@ -195,8 +225,14 @@ mod tests {
     #[test]
     fn normalized_dot_stuffs_and_fixes_line_ends() {
         let p = prepare_normalized(b"Subject: x\n\n.hidden\r\nlone\r.\nend");
-        assert_eq!(p.bytes, b"Subject: x\r\n\r\n..hidden\r\nlone\r\n..\r\nend\r\n.\r\n");
-        assert_eq!(p.content(), b"Subject: x\r\n\r\n..hidden\r\nlone\r\n..\r\nend\r\n");
+        assert_eq!(
+            p.bytes,
+            b"Subject: x\r\n\r\n..hidden\r\nlone\r\n..\r\nend\r\n.\r\n"
+        );
+        assert_eq!(
+            p.content(),
+            b"Subject: x\r\n\r\n..hidden\r\nlone\r\n..\r\nend\r\n"
+        );
         assert!(lint_data(p.content(), 0, Direction::ClientToServer, false).is_empty());
         assert_eq!(prepare_normalized(b"").bytes, b".\r\n");
         assert_eq!(prepare_normalized(b"a\r\n").bytes, b"a\r\n.\r\n");
@@ -214,7 +250,12 @@ mod tests {
 
     #[test]
     fn lint_reports_each_deviation_at_its_offset() {
-        let f = lint_data(b"Subject: x\n\nbody\r\n.\r\nx\ry\0\xe9", 1000, Direction::ClientToServer, false);
+        let f = lint_data(
+            b"Subject: x\n\nbody\r\n.\r\nx\ry\0\xe9",
+            1000,
+            Direction::ClientToServer,
+            false,
+        );
         let got: Vec<_> = f.iter().map(|f| (f.kind.id, f.offset)).collect();
         assert_eq!(
             got,
@@ -241,6 +282,9 @@ mod tests {
         let many = b"x\n".repeat(100);
         let f = lint_data(&many, 0, Direction::ClientToServer, false);
         assert_eq!(f.len(), MAX_FINDINGS_PER_KIND + 1);
-        assert!(f.last().is_some_and(|f| f.detail.contains("80 more") && f.offset.is_none()));
+        assert!(
+            f.last()
+                .is_some_and(|f| f.detail.contains("80 more") && f.offset.is_none())
+        );
     }
 }

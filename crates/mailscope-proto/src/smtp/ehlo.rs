@@ -40,16 +40,26 @@ impl Capabilities {
                 continue;
             }
             let mut words = text.split([' ', '\t']).filter(|w| !w.is_empty());
-            let Some(keyword) = words.next() else { continue };
+            let Some(keyword) = words.next() else {
+                continue;
+            };
             // Old servers (and some still) write `AUTH=LOGIN PLAIN`: keep the keyword as
             // sent but split the first parameter off so lookups find it.
             let (keyword, first_param) = match keyword.split_once('=') {
                 Some((k, p)) => (k, Some(p)),
                 None => (keyword, None),
             };
-            let mut params: Vec<String> = first_param.filter(|p| !p.is_empty()).map(String::from).into_iter().collect();
+            let mut params: Vec<String> = first_param
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .into_iter()
+                .collect();
             params.extend(words.map(String::from));
-            let keyword = if first_param.is_some() { format!("{keyword}=") } else { keyword.to_owned() };
+            let keyword = if first_param.is_some() {
+                format!("{keyword}=")
+            } else {
+                keyword.to_owned()
+            };
             caps.extensions.push(Extension { keyword, params });
         }
         caps
@@ -62,13 +72,20 @@ impl Capabilities {
 
     /// The parameters of `keyword`, if offered.
     pub fn params(&self, keyword: &str) -> Option<&[String]> {
-        self.extensions.iter().find(|e| e.is(keyword)).map(|e| e.params.as_slice())
+        self.extensions
+            .iter()
+            .find(|e| e.is(keyword))
+            .map(|e| e.params.as_slice())
     }
 
     /// AUTH mechanisms offered, from `AUTH` and the old `AUTH=` form, upper-cased, unique.
     pub fn auth_mechanisms(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for e in self.extensions.iter().filter(|e| e.is("AUTH") || e.is("AUTH=")) {
+        for e in self
+            .extensions
+            .iter()
+            .filter(|e| e.is("AUTH") || e.is("AUTH="))
+        {
             for p in &e.params {
                 let m = p.to_ascii_uppercase();
                 if !out.contains(&m) {
@@ -93,7 +110,13 @@ impl Capabilities {
     pub fn keywords(&self) -> Vec<String> {
         self.extensions
             .iter()
-            .map(|e| if e.params.is_empty() { e.keyword.clone() } else { format!("{} {}", e.keyword, e.params.join(" ")) })
+            .map(|e| {
+                if e.params.is_empty() {
+                    e.keyword.clone()
+                } else {
+                    format!("{} {}", e.keyword, e.params.join(" "))
+                }
+            })
             .collect()
     }
 }
@@ -117,7 +140,10 @@ mod tests {
         );
         assert_eq!(c.greeting, "mail.example.net Hello [192.0.2.1]");
         assert!(c.has("pipelining") && c.has("STARTTLS") && !c.has("CHUNKING"));
-        assert_eq!(c.params("x-fancy"), Some(&["a".to_string(), "b=c".to_string()][..]));
+        assert_eq!(
+            c.params("x-fancy"),
+            Some(&["a".to_string(), "b=c".to_string()][..])
+        );
         assert_eq!(c.auth_mechanisms(), vec!["PLAIN", "LOGIN", "CRAM-MD5"]);
         assert_eq!(c.size_limit(), Some(10_240_000));
         assert_eq!(c.keywords()[3], "AUTH PLAIN LOGIN");

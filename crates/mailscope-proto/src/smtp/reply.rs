@@ -38,7 +38,10 @@ pub struct ReplyLimits {
 
 impl Default for ReplyLimits {
     fn default() -> Self {
-        Self { max_line: 16 * 1024, max_lines: 1000 }
+        Self {
+            max_line: 16 * 1024,
+            max_lines: 1000,
+        }
     }
 }
 
@@ -79,11 +82,18 @@ impl fmt::Display for EnhancedCode {
 impl EnhancedCode {
     /// Parses `class.subject.detail` at the start of `text`; returns the code and its length.
     pub fn parse_prefix(text: &[u8]) -> Option<(EnhancedCode, usize)> {
-        let end = text.iter().position(|&b| b == b' ' || b == b'\r' || b == b'\n').unwrap_or(text.len());
+        let end = text
+            .iter()
+            .position(|&b| b == b' ' || b == b'\r' || b == b'\n')
+            .unwrap_or(text.len());
         let word = std::str::from_utf8(&text[..end]).ok()?;
         let mut parts = word.split('.');
         let (c, s, d) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || c.len() != 1 || !(1..=3).contains(&s.len()) || !(1..=3).contains(&d.len()) {
+        if parts.next().is_some()
+            || c.len() != 1
+            || !(1..=3).contains(&s.len())
+            || !(1..=3).contains(&d.len())
+        {
             return None;
         }
         let all_digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
@@ -94,7 +104,14 @@ impl EnhancedCode {
         if !matches!(class, 2 | 4 | 5) {
             return None;
         }
-        Some((EnhancedCode { class, subject: s.parse().ok()?, detail: d.parse().ok()? }, end))
+        Some((
+            EnhancedCode {
+                class,
+                subject: s.parse().ok()?,
+                detail: d.parse().ok()?,
+            },
+            end,
+        ))
     }
 }
 
@@ -156,7 +173,11 @@ impl Reply {
 
     /// `code text` of the first line, for one-line summaries.
     pub fn summary(&self) -> String {
-        let first = self.lines.first().map(|l| String::from_utf8_lossy(&l.text).into_owned()).unwrap_or_default();
+        let first = self
+            .lines
+            .first()
+            .map(|l| String::from_utf8_lossy(&l.text).into_owned())
+            .unwrap_or_default();
         if self.lines.len() > 1 {
             format!("{} {} (+{} lines)", self.code, first, self.lines.len() - 1)
         } else {
@@ -181,7 +202,10 @@ pub struct DecodedReply {
 ///
 /// Lines that do not start with three digits are skipped with a `smtp.reply.syntax` finding
 /// (a broken server can still be diagnosed). Bare LF line ends are accepted with a finding.
-pub fn decode_reply(input: &[u8], limits: &ReplyLimits) -> Result<Decoded<DecodedReply>, ReplyError> {
+pub fn decode_reply(
+    input: &[u8],
+    limits: &ReplyLimits,
+) -> Result<Decoded<DecodedReply>, ReplyError> {
     let mut pos = 0;
     let mut lines: Vec<ReplyLine> = Vec::new();
     let mut findings = Vec::new();
@@ -190,7 +214,9 @@ pub fn decode_reply(input: &[u8], limits: &ReplyLimits) -> Result<Decoded<Decode
         let rest = &input[pos..];
         let Some(lf) = rest.iter().take(limits.max_line).position(|&b| b == b'\n') else {
             if rest.len() >= limits.max_line {
-                return Err(ReplyError::LineTooLong { limit: limits.max_line });
+                return Err(ReplyError::LineTooLong {
+                    limit: limits.max_line,
+                });
             }
             return Ok(Decoded::Incomplete);
         };
@@ -203,13 +229,19 @@ pub fn decode_reply(input: &[u8], limits: &ReplyLimits) -> Result<Decoded<Decode
         };
         let finding_at = |f: Finding| f.at(Direction::ServerToClient, line_start as u64);
         if lf + 1 > 512 {
-            findings.push(finding_at(Finding::new(SMTP_REPLY_TOO_LONG, format!("{} octets", lf + 1))));
+            findings.push(finding_at(Finding::new(
+                SMTP_REPLY_TOO_LONG,
+                format!("{} octets", lf + 1),
+            )));
         }
         let parsed = parse_line(content);
         let Some((code, last, text)) = parsed else {
             findings.push(finding_at(Finding::new(
                 SMTP_REPLY_SYNTAX,
-                format!("not a reply line: {:?}", crate::escape::escape(&content[..content.len().min(80)])),
+                format!(
+                    "not a reply line: {:?}",
+                    crate::escape::escape(&content[..content.len().min(80)])
+                ),
             )));
             garbage.push((line_start, raw.to_vec()));
             if lines.is_empty() {
@@ -217,7 +249,11 @@ pub fn decode_reply(input: &[u8], limits: &ReplyLimits) -> Result<Decoded<Decode
                 if pos >= input.len() {
                     return Ok(Decoded::Complete {
                         value: DecodedReply {
-                            reply: Reply { code: 0, enhanced: None, lines },
+                            reply: Reply {
+                                code: 0,
+                                enhanced: None,
+                                lines,
+                            },
                             findings,
                             garbage,
                         },
@@ -228,35 +264,60 @@ pub fn decode_reply(input: &[u8], limits: &ReplyLimits) -> Result<Decoded<Decode
             continue;
         };
         if ending == LineEnding::Lf {
-            findings.push(finding_at(Finding::new(SMTP_REPLY_MISSING_CRLF, format!("reply line {code} ends in a bare LF"))));
+            findings.push(finding_at(Finding::new(
+                SMTP_REPLY_MISSING_CRLF,
+                format!("reply line {code} ends in a bare LF"),
+            )));
         }
-        if let Some(first) = lines.first() {
-            if first.code != code {
-                findings.push(finding_at(Finding::new(
-                    SMTP_REPLY_CODE_MISMATCH,
-                    format!("line {} carries {} in a {} reply", lines.len() + 1, code, first.code),
-                )));
-            }
+        if let Some(first) = lines.first().filter(|f| f.code != code) {
+            findings.push(finding_at(Finding::new(
+                SMTP_REPLY_CODE_MISMATCH,
+                format!(
+                    "line {} carries {} in a {} reply",
+                    lines.len() + 1,
+                    code,
+                    first.code
+                ),
+            )));
         }
-        lines.push(ReplyLine { code, text: text.to_vec(), offset: line_start, ending });
+        lines.push(ReplyLine {
+            code,
+            text: text.to_vec(),
+            offset: line_start,
+            ending,
+        });
         if last {
             break;
         }
         if lines.len() >= limits.max_lines {
-            return Err(ReplyError::TooManyLines { limit: limits.max_lines });
+            return Err(ReplyError::TooManyLines {
+                limit: limits.max_lines,
+            });
         }
     }
     let code = lines[0].code;
     let enhanced = EnhancedCode::parse_prefix(&lines[0].text).map(|(e, _)| e);
-    if let Some(e) = enhanced {
-        if u16::from(e.class) != code / 100 {
-            findings.push(
-                Finding::new(SMTP_REPLY_ENHANCED_CODE_MISMATCH, format!("reply code {code} with enhanced status code {e}"))
-                    .at(Direction::ServerToClient, lines[0].offset as u64),
-            );
-        }
+    if let Some(e) = enhanced.filter(|e| u16::from(e.class) != code / 100) {
+        findings.push(
+            Finding::new(
+                SMTP_REPLY_ENHANCED_CODE_MISMATCH,
+                format!("reply code {code} with enhanced status code {e}"),
+            )
+            .at(Direction::ServerToClient, lines[0].offset as u64),
+        );
     }
-    Ok(Decoded::Complete { value: DecodedReply { reply: Reply { code, enhanced, lines }, findings, garbage }, consumed: pos })
+    Ok(Decoded::Complete {
+        value: DecodedReply {
+            reply: Reply {
+                code,
+                enhanced,
+                lines,
+            },
+            findings,
+            garbage,
+        },
+        consumed: pos,
+    })
 }
 
 /// `NNN[ -]text` or `NNN` → (code, is-last, text).
@@ -267,7 +328,9 @@ fn parse_line(content: &[u8]) -> Option<(u16, bool, &[u8])> {
     if !(b'2'..=b'5').contains(&content[0]) {
         return None;
     }
-    let code = u16::from(content[0] - b'0') * 100 + u16::from(content[1] - b'0') * 10 + u16::from(content[2] - b'0');
+    let code = u16::from(content[0] - b'0') * 100
+        + u16::from(content[1] - b'0') * 10
+        + u16::from(content[2] - b'0');
     match content.get(3) {
         None => Some((code, true, &[])),
         Some(b' ') => Some((code, true, &content[4..])),
@@ -298,7 +361,14 @@ mod tests {
         assert_eq!(d.reply.lines[2].text, b"8BITMIME");
         assert!(d.findings.is_empty());
         let d = decode_all(b"550 5.5.2 Error: bare <LF> received\r\n");
-        assert_eq!(d.reply.enhanced, Some(EnhancedCode { class: 5, subject: 5, detail: 2 }));
+        assert_eq!(
+            d.reply.enhanced,
+            Some(EnhancedCode {
+                class: 5,
+                subject: 5,
+                detail: 2
+            })
+        );
         assert_eq!(d.reply.summary(), "550 5.5.2 Error: bare <LF> received");
         let d = decode_all(b"250\r\n");
         assert_eq!(d.reply.lines[0].text, b"");
@@ -316,7 +386,13 @@ mod tests {
     fn deviations_are_findings() {
         let d = decode_all(b"250-a\n251 b\r\n");
         let ids: Vec<_> = d.findings.iter().map(|f| (f.kind.id, f.offset)).collect();
-        assert_eq!(ids, vec![("smtp.reply.missing-crlf", Some(0)), ("smtp.reply.code-mismatch", Some(6))]);
+        assert_eq!(
+            ids,
+            vec![
+                ("smtp.reply.missing-crlf", Some(0)),
+                ("smtp.reply.code-mismatch", Some(6))
+            ]
+        );
         let d = decode_all(b"250 4.7.1 odd\r\n");
         assert_eq!(d.findings[0].kind.id, "smtp.reply.enhanced-code-mismatch");
         let d = decode_all(b"hello there\r\n220 ok\r\n");
@@ -327,15 +403,37 @@ mod tests {
 
     #[test]
     fn limits() {
-        let l = ReplyLimits { max_line: 16, max_lines: 2 };
-        assert_eq!(decode_reply(&[b'2'; 40], &l), Err(ReplyError::LineTooLong { limit: 16 }));
-        assert_eq!(decode_reply(b"250-a\r\n250-b\r\n250 c\r\n", &l), Err(ReplyError::TooManyLines { limit: 2 }));
+        let l = ReplyLimits {
+            max_line: 16,
+            max_lines: 2,
+        };
+        assert_eq!(
+            decode_reply(&[b'2'; 40], &l),
+            Err(ReplyError::LineTooLong { limit: 16 })
+        );
+        assert_eq!(
+            decode_reply(b"250-a\r\n250-b\r\n250 c\r\n", &l),
+            Err(ReplyError::TooManyLines { limit: 2 })
+        );
     }
 
     #[test]
     fn enhanced_code_parsing() {
-        assert_eq!(EnhancedCode::parse_prefix(b"2.0.0 Ok"), Some((EnhancedCode { class: 2, subject: 0, detail: 0 }, 5)));
-        assert_eq!(EnhancedCode::parse_prefix(b"5.7.26 x").map(|e| e.0.to_string()), Some("5.7.26".into()));
+        assert_eq!(
+            EnhancedCode::parse_prefix(b"2.0.0 Ok"),
+            Some((
+                EnhancedCode {
+                    class: 2,
+                    subject: 0,
+                    detail: 0
+                },
+                5
+            ))
+        );
+        assert_eq!(
+            EnhancedCode::parse_prefix(b"5.7.26 x").map(|e| e.0.to_string()),
+            Some("5.7.26".into())
+        );
         assert_eq!(EnhancedCode::parse_prefix(b"3.0.0 x"), None);
         assert_eq!(EnhancedCode::parse_prefix(b"2.0 x"), None);
         assert_eq!(EnhancedCode::parse_prefix(b"2.0.0.1 x"), None);
