@@ -81,6 +81,7 @@ pub async fn run_smtp_client(
             failed_attempts: connected.failed_attempts,
         },
     );
+    client.set_peer_is_loopback(connected.peer.ip().is_loopback());
     let mut stream = MaybeTlsStream::Plain(connected.stream);
     if target.implicit_tls {
         match stream.upgrade(tls, &target.host, target.timeout).await {

@@ -49,6 +49,19 @@ pub enum FailOn {
     Critical,
 }
 
+impl FailOn {
+    /// The severity this threshold stands for.
+    pub fn severity(self) -> mailscope_proto::Severity {
+        use mailscope_proto::Severity as S;
+        match self {
+            FailOn::Info => S::Info,
+            FailOn::Warning => S::Warning,
+            FailOn::Error => S::Error,
+            FailOn::Critical => S::Critical,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run an SMTP session (swaks' options): connect, STARTTLS, AUTH, send, and show every

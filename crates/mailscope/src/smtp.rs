@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use mailscope_net::smtp::{DriverEvent, SessionError, SmtpTarget, now, run_smtp_client};
 use mailscope_net::{TlsClient, TlsClientOptions, TlsReport, Verification, parse_server};
+use mailscope_proto::Secret;
 use mailscope_proto::finding::{
     Finding, TLS_CERT_EXPIRED, TLS_CERT_EXPIRES_SOON, TLS_CERT_INVALID, TLS_CERT_NAME_MISMATCH,
     TLS_CERT_UNKNOWN_ISSUER,
@@ -18,7 +19,6 @@ use mailscope_proto::smtp::client::{
 use mailscope_proto::smtp::data::{prepare_normalized, prepare_raw};
 use mailscope_proto::smtp::reply::ReplyLimits;
 use mailscope_proto::transcript::{RenderOptions, Role};
-use mailscope_proto::{Secret, Severity, Timestamp};
 use serde_json::json;
 
 use crate::cli::{GlobalArgs, SmtpArgs};
@@ -149,7 +149,6 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
     }
     rep.note(t0, &format!("connecting to {host} port {port}"));
 
-    // Plaintext AUTH to loopback is allowed (the password never leaves the machine).
     let target = SmtpTarget {
         host: host.clone(),
         port,
@@ -178,9 +177,8 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
     };
     let mut client = Client::new(opts);
     let mut state = SummaryState::default();
-    let insecure = args.insecure;
     let result = run_smtp_client(&target, &tls, &mut client, |c, ev| {
-        on_event(&mut rep, &mut state, c, ev, insecure);
+        on_event(&mut rep, &mut state, c, ev);
     })
     .await;
     let code = match result {
@@ -200,13 +198,12 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
     state.exit = code;
     summary(&mut rep, &state, &client, &host, port);
     let mut code = code;
-    if code.0 == 0 {
-        if let (Some(threshold), Some(max)) = (global.fail_on, rep.max_severity()) {
-            let threshold = Severity::from_name(&format!("{threshold:?}").to_ascii_lowercase());
-            if threshold.is_some_and(|t| max >= t) {
-                code = ExitCode::FINDINGS;
-            }
-        }
+    if code.0 == 0
+        && global
+            .fail_on
+            .is_some_and(|t| rep.max_severity().is_some_and(|max| max >= t.severity()))
+    {
+        code = ExitCode::FINDINGS;
     }
     let (outcome, step, reason) =
         state
@@ -234,13 +231,7 @@ struct SummaryState {
     outcome: Option<(String, Option<String>, String)>,
 }
 
-fn on_event(
-    rep: &mut Reporter,
-    st: &mut SummaryState,
-    c: &Client,
-    ev: DriverEvent,
-    insecure: bool,
-) {
+fn on_event(rep: &mut Reporter, st: &mut SummaryState, c: &Client, ev: DriverEvent) {
     let upto = match &ev {
         DriverEvent::Machine(pos, _) => *pos,
         _ => usize::MAX,
@@ -266,7 +257,7 @@ fn on_event(
             st.connect_us = Some(elapsed_us);
         }
         DriverEvent::TlsEstablished(report) => {
-            report_tls(rep, &report, insecure);
+            report_tls(rep, &report);
             st.tls = Some(*report);
         }
         DriverEvent::TlsFailed(e) => report_tls_failure(rep, &e),
@@ -387,7 +378,7 @@ fn on_event(
     }
 }
 
-fn report_tls(rep: &mut Reporter, r: &TlsReport, insecure: bool) {
+fn report_tls(rep: &mut Reporter, r: &TlsReport) {
     let at = now();
     rep.note(
         at,
@@ -417,25 +408,17 @@ fn report_tls(rep: &mut Reporter, r: &TlsReport, insecure: bool) {
                 at,
                 &format!("certificate NOT verified ({reason}); continuing because of --insecure"),
             );
-            let _ = insecure;
             rep.finding(at, &Finding::new(verify_kind(kind), reason.clone()));
         }
         Verification::NotPerformed { reason } => {
             rep.note(at, &format!("certificate not checked: {reason}"))
         }
     }
-    if let Some(leaf) = r.chain.first() {
-        if let Some(na) = &leaf.not_after {
-            let days = (na.unix - (now().0 / 1_000_000) as i64) / 86_400;
-            if (0..30).contains(&days) {
-                rep.finding(
-                    at,
-                    &Finding::new(
-                        TLS_CERT_EXPIRES_SOON,
-                        format!("the leaf expires in {days} days ({})", na.utc),
-                    ),
-                );
-            }
+    if let Some(na) = r.chain.first().and_then(|leaf| leaf.not_after.as_ref()) {
+        let days = (na.unix - (now().0 / 1_000_000) as i64) / 86_400;
+        if (0..30).contains(&days) {
+            let detail = format!("the leaf expires in {days} days ({})", na.utc);
+            rep.finding(at, &Finding::new(TLS_CERT_EXPIRES_SOON, detail));
         }
     }
     if let Some(e) = &r.keylog_error {
@@ -681,9 +664,4 @@ fn local_hostname() -> String {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
-}
-
-#[allow(dead_code)]
-fn ts(t: Timestamp) -> u64 {
-    t.0
 }

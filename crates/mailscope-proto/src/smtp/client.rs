@@ -354,6 +354,7 @@ pub struct Client {
     eight_bit_declared: bool,
     findings: Vec<Finding>,
     finished: bool,
+    peer_is_loopback: bool,
 }
 
 impl Client {
@@ -376,7 +377,14 @@ impl Client {
             eight_bit_declared: false,
             findings: Vec::new(),
             finished: false,
+            peer_is_loopback: false,
         }
+    }
+
+    /// Tells the machine the server is on a loopback address: a password sent in plaintext
+    /// then never leaves the machine, so PLAIN and LOGIN without TLS are allowed there.
+    pub fn set_peer_is_loopback(&mut self, loopback: bool) {
+        self.peer_is_loopback = loopback;
     }
 
     /// The connection is up (and, for implicit TLS, the handshake done).
@@ -878,7 +886,10 @@ impl Client {
             explicit,
         });
         if !self.tls {
-            if mechanism.sends_password_in_clear() && !self.opts.allow_plaintext_auth {
+            if mechanism.sends_password_in_clear()
+                && !self.opts.allow_plaintext_auth
+                && !self.peer_is_loopback
+            {
                 self.fail_without_reply(
                     FailedStep::Auth,
                     &format!(
