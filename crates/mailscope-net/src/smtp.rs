@@ -132,6 +132,11 @@ pub async fn run_smtp_client(
                 }
             }
         }
+        // The TLS handshake (or a failure) may have queued bytes and events: go round again
+        // before waiting for the server.
+        if client.has_pending_output() {
+            continue;
+        }
         if client.is_finished() {
             // Drain what the machine queued last (nothing, normally) and leave.
             out.clear();

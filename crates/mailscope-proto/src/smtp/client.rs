@@ -557,6 +557,11 @@ impl Client {
         }
     }
 
+    /// Whether bytes or events are waiting to be polled.
+    pub fn has_pending_output(&self) -> bool {
+        !self.outbuf.is_empty() || !self.events.is_empty()
+    }
+
     /// Whether the session is over (after [`Event::Finished`]).
     pub fn is_finished(&self) -> bool {
         self.finished
