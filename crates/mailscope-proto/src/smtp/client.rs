@@ -355,7 +355,13 @@ pub struct Client {
     findings: Vec<Finding>,
     finished: bool,
     peer_is_loopback: bool,
+    /// Findings raised per kind id, to cap a peer that repeats one deviation forever.
+    finding_counts: std::collections::HashMap<&'static str, usize>,
 }
+
+/// At most this many findings of one kind are reported per session; the rest are counted and
+/// summed up in one note at the end.
+pub const MAX_FINDINGS_PER_KIND: usize = 100;
 
 impl Client {
     /// A machine for one session.
@@ -378,6 +384,7 @@ impl Client {
             findings: Vec::new(),
             finished: false,
             peer_is_loopback: false,
+            finding_counts: std::collections::HashMap::new(),
         }
     }
 
@@ -406,6 +413,21 @@ impl Client {
         }
         self.transcript
             .record(Direction::ServerToClient, now, self.tls, bytes);
+        if self.transcript.len(Direction::ServerToClient) > self.opts.reply_limits.max_session_bytes
+            && !self.finished
+        {
+            let limit = self.opts.reply_limits.max_session_bytes;
+            let step = failed_step_for(&self.state);
+            self.state = State::Done;
+            self.finish(Outcome::Failed {
+                step,
+                reason: format!(
+                    "the server sent more than {limit} bytes in this session; giving up"
+                ),
+                reply: None,
+            });
+            return;
+        }
         if self.finished || matches!(self.state, State::Done) {
             self.raise(
                 Finding::new(
@@ -1159,6 +1181,19 @@ impl Client {
 
     fn finish(&mut self, outcome: Outcome) {
         if !self.finished {
+            let mut over: Vec<_> = self
+                .finding_counts
+                .iter()
+                .filter(|(_, n)| **n > MAX_FINDINGS_PER_KIND)
+                .map(|(id, n)| format!("{id}: {} more not shown", n - MAX_FINDINGS_PER_KIND))
+                .collect();
+            over.sort();
+            if !over.is_empty() {
+                self.note(&format!(
+                    "findings capped at {MAX_FINDINGS_PER_KIND} per kind ({})",
+                    over.join("; ")
+                ));
+            }
             self.finished = true;
             self.state = State::Done;
             self.push_event(Event::Finished(outcome));
@@ -1170,6 +1205,11 @@ impl Client {
     }
 
     fn raise(&mut self, f: Finding) {
+        let n = self.finding_counts.entry(f.kind.id).or_insert(0);
+        *n += 1;
+        if *n > MAX_FINDINGS_PER_KIND {
+            return;
+        }
         self.findings.push(f.clone());
         self.push_event(Event::FindingRaised(f));
     }

@@ -446,6 +446,7 @@ fn garbage_and_oversized_replies_do_not_panic() {
     o.reply_limits = ReplyLimits {
         max_line: 64,
         max_lines: 4,
+        ..ReplyLimits::default()
     };
     let mut c = Client::new(o);
     c.start(Timestamp(0));
@@ -457,4 +458,29 @@ fn garbage_and_oversized_replies_do_not_panic() {
     let mut out = Vec::new();
     assert!(c.poll_transmit(&mut out));
     assert!(out.starts_with(b"EHLO"));
+}
+
+#[test]
+fn a_peer_repeating_junk_is_capped_in_findings_and_bytes() {
+    let mut o = opts();
+    o.reply_limits.max_session_bytes = 100_000;
+    let mut c = Client::new(o);
+    c.start(Timestamp(0));
+    let junk = b"junk line\r\n".repeat(1000);
+    for i in 0..20 {
+        c.handle_input(Timestamp(i), &junk);
+    }
+    let syntax = c
+        .findings()
+        .iter()
+        .filter(|f| f.kind.id == "smtp.reply.syntax")
+        .count();
+    assert_eq!(syntax, MAX_FINDINGS_PER_KIND);
+    assert!(c.is_finished(), "over the byte cap the session ends");
+    let ev: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Note(n) if n.contains("more not shown")))
+    );
+    assert!(ev.iter().any(|e| matches!(e, Event::Finished(Outcome::Failed { reason, .. }) if reason.contains("more than 100000 bytes"))));
 }

@@ -34,6 +34,9 @@ pub struct ReplyLimits {
     pub max_line: usize,
     /// Most lines in one multiline reply.
     pub max_lines: usize,
+    /// Most bytes a server may send in one session (a reply stream is small; anything near
+    /// this is a broken or hostile peer).
+    pub max_session_bytes: u64,
 }
 
 impl Default for ReplyLimits {
@@ -41,6 +44,7 @@ impl Default for ReplyLimits {
         Self {
             max_line: 16 * 1024,
             max_lines: 1000,
+            max_session_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -245,21 +249,25 @@ pub fn decode_reply(
             )));
             garbage.push((line_start, raw.to_vec()));
             if lines.is_empty() {
-                // Nothing of a reply yet: let the caller see the garbage consumed.
-                if pos >= input.len() {
-                    return Ok(Decoded::Complete {
-                        value: DecodedReply {
-                            reply: Reply {
-                                code: 0,
-                                enhanced: None,
-                                lines,
-                            },
-                            findings,
-                            garbage,
+                // Nothing of a reply yet: hand the garbage line back on its own, consumed, so
+                // a peer that streams junk is dealt with line by line (never re-scanned).
+                return Ok(Decoded::Complete {
+                    value: DecodedReply {
+                        reply: Reply {
+                            code: 0,
+                            enhanced: None,
+                            lines,
                         },
-                        consumed: pos,
-                    });
-                }
+                        findings,
+                        garbage,
+                    },
+                    consumed: pos,
+                });
+            }
+            if lines.len() + garbage.len() >= limits.max_lines {
+                return Err(ReplyError::TooManyLines {
+                    limit: limits.max_lines,
+                });
             }
             continue;
         };
@@ -395,9 +403,19 @@ mod tests {
         );
         let d = decode_all(b"250 4.7.1 odd\r\n");
         assert_eq!(d.findings[0].kind.id, "smtp.reply.enhanced-code-mismatch");
-        let d = decode_all(b"hello there\r\n220 ok\r\n");
-        assert_eq!(d.findings[0].kind.id, "smtp.reply.syntax");
-        assert_eq!(d.reply.code, 220);
+        // A junk line before any reply comes back alone, consumed, with its finding.
+        let input = b"hello there\r\n220 ok\r\n";
+        match decode_reply(input, &ReplyLimits::default()) {
+            Ok(Decoded::Complete { value, consumed }) => {
+                assert_eq!(consumed, 13);
+                assert!(value.reply.lines.is_empty());
+                assert_eq!(value.findings[0].kind.id, "smtp.reply.syntax");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Inside a multiline reply it is skipped and the reply goes on.
+        let d = decode_all(b"250-a\r\njunk\r\n250 b\r\n");
+        assert_eq!(d.reply.lines.len(), 2);
         assert_eq!(d.garbage.len(), 1);
     }
 
@@ -406,6 +424,7 @@ mod tests {
         let l = ReplyLimits {
             max_line: 16,
             max_lines: 2,
+            ..ReplyLimits::default()
         };
         assert_eq!(
             decode_reply(&[b'2'; 40], &l),
