@@ -19,6 +19,10 @@ pub struct Reporter {
     session: String,
     start: Option<Timestamp>,
     findings: Vec<Finding>,
+    /// The last `ts` written: event times never go backwards in the stream, although a byte
+    /// chunk's own time (when the machine queued it) can be a few microseconds older than the
+    /// event printed before it.
+    last_ts: std::cell::Cell<Timestamp>,
 }
 
 impl Reporter {
@@ -38,6 +42,7 @@ impl Reporter {
             session,
             start: None,
             findings: Vec::new(),
+            last_ts: std::cell::Cell::new(Timestamp(0)),
         }
     }
 
@@ -55,6 +60,8 @@ impl Reporter {
         if !self.json {
             return;
         }
+        let at = at.max(self.last_ts.get());
+        self.last_ts.set(at);
         let mut obj = json!({
             "schema": "mailscope/1",
             "type": ty,

@@ -176,7 +176,10 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
         step_timeout_us: u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX),
     };
     let mut client = Client::new(opts);
-    let mut state = SummaryState::default();
+    let mut state = SummaryState {
+        quit_after_given: args.quit_after.is_some(),
+        ..SummaryState::default()
+    };
     let result = run_smtp_client(&target, &tls, &mut client, |c, ev| {
         on_event(&mut rep, &mut state, c, ev);
     })
@@ -221,6 +224,7 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
 #[derive(Default)]
 struct SummaryState {
     exit: ExitCode,
+    quit_after_given: bool,
     peer: Option<String>,
     connect_us: Option<u64>,
     tls: Option<TlsReport>,
@@ -358,7 +362,12 @@ fn on_event(rep: &mut Reporter, st: &mut SummaryState, c: &Client, ev: DriverEve
                             (
                                 "stopped".to_string(),
                                 Some(s.name().to_string()),
-                                format!("stopped after {} as asked", s.name()),
+                                if s.name() == "rcpt" && !st.quit_after_given {
+                                    "no message (--data) given: the session ends after RCPT"
+                                        .to_string()
+                                } else {
+                                    format!("stopped after {} as asked", s.name())
+                                },
                             ),
                         ),
                         Outcome::Failed { step, reason, .. } => (

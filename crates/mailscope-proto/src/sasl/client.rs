@@ -261,7 +261,10 @@ impl ClientSession {
         let message = format!("{}{bare}", self.gs2_header());
         self.state = State::ScramFirstSent { bare };
         // Nothing secret in client-first: show it whole.
-        ClientMessage::new(message.as_bytes(), message.clone())
+        ClientMessage::new(
+            message.as_bytes(),
+            crate::escape::escape(message.as_bytes()),
+        )
     }
 
     fn gs2_header(&self) -> String {
@@ -335,7 +338,10 @@ impl ClientSession {
         };
         Ok(ClientMessage::new(
             format!("{without_proof},p={proof}"),
-            format!("{without_proof},p=<proof>"),
+            format!(
+                "{},p=<proof>",
+                crate::escape::escape(without_proof.as_bytes())
+            ),
         ))
     }
 

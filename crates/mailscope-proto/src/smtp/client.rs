@@ -823,7 +823,10 @@ impl Client {
         }
         if !self.tls {
             if !caps.has("STARTTLS") {
-                self.raise(Finding::new(SMTP_STARTTLS_NOT_OFFERED, ""));
+                self.raise(Finding::new(
+                    SMTP_STARTTLS_NOT_OFFERED,
+                    "the EHLO reply lists no STARTTLS",
+                ));
             }
             if caps.offers_auth() {
                 self.raise(Finding::new(

@@ -1,0 +1,1466 @@
+//! `mailscope smtp` against real mail servers on loopback: Postfix, Dovecot's submission
+//! service (STARTTLS and implicit TLS) and Postfix's smtp-sink, all started by
+//! `scripts/peers start`, which writes `.peers/env` at the repository root.
+//!
+//! These tests never skip: a missing env file, a missing key or a peer that does not accept
+//! connections fails the test with a message saying to run `scripts/peers start`.
+//!
+//! Every run goes through [`mailscope`]; every `--json` run's stdout is checked there to be
+//! nothing but JSON lines, each valid against `docs/events.schema.json`, with the envelope
+//! invariants of docs/events.md (one session id, `session_started` first, `session_ended`
+//! last with the process's exit code, `sent`/`received` text in the escape grammar).
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mailscope_proto::escape::unescape;
+use serde_json::Value;
+
+const ENV_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.peers/env");
+const SCHEMA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/events.schema.json");
+const START_HINT: &str = "run `scripts/peers start` (as root, from the repository root)";
+/// Every run passes `--timeout 10`; a run still going after this is killed and fails.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+// ------------------------------------------------------------------------------ peers
+
+fn peer_env() -> &'static HashMap<String, String> {
+    static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let text = std::fs::read_to_string(ENV_FILE).unwrap_or_else(|e| {
+            panic!("cannot read {ENV_FILE} ({e}): the test peers are not running; {START_HINT}")
+        });
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect()
+    })
+}
+
+/// A value from `.peers/env`; fails the test when it is missing.
+fn var(key: &str) -> String {
+    match peer_env().get(key) {
+        Some(v) if !v.is_empty() => v.clone(),
+        _ => panic!("{ENV_FILE} has no {key}; {START_HINT}"),
+    }
+}
+
+/// A file named in `.peers/env` that exists.
+fn file_var(key: &str) -> String {
+    let path = var(key);
+    assert!(
+        Path::new(&path).is_file(),
+        "{key}={path} from {ENV_FILE} does not exist; {START_HINT}"
+    );
+    path
+}
+
+/// A peer's `host:port` from `.peers/env`, checked to accept a TCP connection now.
+fn peer(key: &str) -> String {
+    let addr = var(key);
+    let sa: SocketAddr = addr.parse().unwrap_or_else(|e| {
+        panic!("{key}={addr} in {ENV_FILE} is not an address ({e}); {START_HINT}")
+    });
+    if let Err(e) = TcpStream::connect_timeout(&sa, Duration::from_secs(3)) {
+        panic!("peer {key} at {addr} does not accept connections ({e}); {START_HINT}");
+    }
+    addr
+}
+
+fn user() -> String {
+    var("PEER_USER")
+}
+
+fn password() -> String {
+    var("PEER_PASSWORD")
+}
+
+/// A token no earlier run used (for finding our message in smtp-sink's dumps).
+fn unique_token(what: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("mailscope-peers-{what}-{}-{nanos}", std::process::id())
+}
+
+// ------------------------------------------------------------------------------ running
+
+/// One finished `mailscope` run.
+struct Run {
+    args: Vec<String>,
+    code: i32,
+    stdout: String,
+    stderr: String,
+    /// The `--json` events (empty without `--json`), already validated.
+    events: Vec<Value>,
+}
+
+/// `mailscope --no-config smtp --timeout 10 ARGS`.
+fn smtp(args: &[&str]) -> Run {
+    let mut all = vec!["--no-config", "smtp", "--timeout", "10"];
+    all.extend_from_slice(args);
+    mailscope(&all)
+}
+
+/// Runs the binary with exactly these arguments, kills it after [`RUN_LIMIT`], and validates
+/// the output of `--json` runs.
+fn mailscope(args: &[&str]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailscope"))
+        .args(args)
+        .env_remove("SSLKEYLOGFILE")
+        .env_remove("MAILSCOPE_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the mailscope binary");
+    let reader = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = pipe.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().expect("stdout pipe")));
+    let err = reader(Box::new(child.stderr.take().expect("stderr pipe")));
+    let deadline = Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for mailscope") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "mailscope {args:?} still ran after {RUN_LIMIT:?} despite --timeout 10; killed it"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let stdout = out.join().expect("stdout reader");
+    let stderr = err.join().expect("stderr reader");
+    let mut run = Run {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        code: status
+            .code()
+            .unwrap_or_else(|| panic!("mailscope {args:?} died from a signal: {status}")),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        events: Vec::new(),
+    };
+    if args.contains(&"--json") {
+        assert!(
+            String::from_utf8(stdout).is_ok(),
+            "--json stdout is not UTF-8\n{}",
+            run.ctx()
+        );
+        run.events = json_events(&run);
+    }
+    run
+}
+
+fn schema_validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        let text = std::fs::read_to_string(SCHEMA_FILE)
+            .unwrap_or_else(|e| panic!("read {SCHEMA_FILE}: {e}"));
+        let schema: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{SCHEMA_FILE} is not JSON: {e}"));
+        jsonschema::validator_for(&schema)
+            .unwrap_or_else(|e| panic!("{SCHEMA_FILE} does not compile: {e}"))
+    })
+}
+
+/// Parses and validates `--json` stdout: nothing but JSON lines, each valid against the
+/// schema, and the envelope invariants docs/events.md states.
+fn json_events(run: &Run) -> Vec<Value> {
+    let ctx = run.ctx();
+    assert!(
+        run.stdout.is_empty() || run.stdout.ends_with('\n'),
+        "--json stdout does not end in a newline\n{ctx}"
+    );
+    let validator = schema_validator();
+    let mut events = Vec::new();
+    for (i, line) in run.stdout.lines().enumerate() {
+        let n = i + 1;
+        let ev: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("stdout line {n} is not JSON ({e}): {line:?}\n{ctx}"));
+        let errors: Vec<String> = validator
+            .iter_errors(&ev)
+            .map(|e| format!("  {} (at {})", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "stdout line {n} violates events.schema.json:\n{}\n{line}\n{ctx}",
+            errors.join("\n")
+        );
+        if matches!(ev["type"].as_str(), Some("sent" | "received")) {
+            let text = ev["text"].as_str().unwrap_or_default();
+            let bytes = unescape(text, false).unwrap_or_else(|e| {
+                panic!("stdout line {n}: `text` does not follow the escape grammar ({e}): {line}\n{ctx}")
+            });
+            if ev["redacted"] == Value::Bool(false) {
+                assert_eq!(
+                    Some(bytes.len() as u64),
+                    ev["length"].as_u64(),
+                    "stdout line {n}: unescaped text length differs from `length`: {line}\n{ctx}"
+                );
+            }
+        }
+        events.push(ev);
+    }
+    if let (Some(first), Some(last)) = (events.first(), events.last()) {
+        assert_eq!(first["type"], "session_started", "first event\n{ctx}");
+        assert_eq!(last["type"], "session_ended", "last event\n{ctx}");
+        assert!(
+            events.iter().all(|e| e["session"] == first["session"]),
+            "session ids differ\n{ctx}"
+        );
+        let ended = events
+            .iter()
+            .filter(|e| e["type"] == "session_ended")
+            .count();
+        assert_eq!(ended, 1, "session_ended events\n{ctx}");
+        assert_eq!(
+            last["exit_code"].as_i64(),
+            Some(i64::from(run.code)),
+            "session_ended exit_code vs process exit code\n{ctx}"
+        );
+    }
+    events
+}
+
+impl Run {
+    /// The run, for assertion messages.
+    fn ctx(&self) -> String {
+        format!(
+            "--- mailscope {}\n--- exit code {}\n--- stdout:\n{}\n--- stderr:\n{}",
+            self.args.join(" "),
+            self.code,
+            self.stdout,
+            self.stderr
+        )
+    }
+
+    fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit code\n{}", self.ctx());
+        self
+    }
+
+    /// stdout and stderr together.
+    fn all_output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    fn of_type(&self, ty: &str) -> Vec<&Value> {
+        self.events.iter().filter(|e| e["type"] == ty).collect()
+    }
+
+    /// The one event of this type.
+    fn one(&self, ty: &str) -> &Value {
+        let found = self.of_type(ty);
+        assert_eq!(found.len(), 1, "number of `{ty}` events\n{}", self.ctx());
+        found[0]
+    }
+
+    fn ended(&self) -> &Value {
+        self.one("session_ended")
+    }
+
+    fn findings(&self, id: &str) -> Vec<&Value> {
+        self.of_type("finding")
+            .into_iter()
+            .filter(|f| f["id"] == id)
+            .collect()
+    }
+
+    /// The last reply event answering `command` (`.` for the final dot; AUTH has a 334
+    /// reply per challenge before its final one).
+    fn reply_to(&self, command: &str) -> &Value {
+        let found = self
+            .of_type("reply")
+            .into_iter()
+            .rfind(|r| r["command"] == command);
+        found.unwrap_or_else(|| panic!("no reply to {command}\n{}", self.ctx()))
+    }
+
+    /// `sent` events in stream order, checked to cover the client stream without gaps.
+    fn sent(&self) -> Vec<&Value> {
+        let mut sent = self.of_type("sent");
+        sent.sort_by_key(|e| e["offset"].as_u64());
+        let mut at = 0;
+        for e in &sent {
+            assert_eq!(e["direction"], "client", "{e}\n{}", self.ctx());
+            assert_eq!(
+                e["offset"].as_u64(),
+                Some(at),
+                "gap or overlap in the sent events at {e}\n{}",
+                self.ctx()
+            );
+            at += e["length"].as_u64().expect("length");
+        }
+        sent
+    }
+
+    /// The exact client byte stream, rebuilt from the `sent` events (none may be redacted).
+    fn client_stream(&self) -> Vec<u8> {
+        let mut stream = Vec::new();
+        for e in self.sent() {
+            assert_eq!(
+                e["redacted"], false,
+                "cannot rebuild the stream through a redaction: {e}"
+            );
+            stream.extend(
+                unescape(e["text"].as_str().expect("text"), false).expect("escape grammar"),
+            );
+        }
+        stream
+    }
+
+    /// What the client sent, one word per `sent` event: the command verb, or `<message>`
+    /// for the DATA content.
+    fn sent_verbs(&self) -> Vec<String> {
+        let data_offset = self
+            .of_type("data_sent")
+            .first()
+            .and_then(|d| d["offset"].as_u64());
+        self.sent()
+            .into_iter()
+            .map(|e| {
+                if e["offset"].as_u64() == data_offset {
+                    return "<message>".to_string();
+                }
+                let bytes =
+                    unescape(e["text"].as_str().expect("text"), false).expect("escape grammar");
+                String::from_utf8_lossy(&bytes)
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+/// Base64 (RFC 4648, padded): the forms a password would take on the wire.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let n = (b(0) << 16) | (b(1) << 8) | b(2);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// AUTH PLAIN's payload for these credentials, base64 encoded (`\0user\0password`).
+fn plain_b64(user: &str, password: &str) -> String {
+    base64(format!("\0{user}\0{password}").as_bytes())
+}
+
+/// Neither the password nor its wire forms (PLAIN's payload, LOGIN's base64 password)
+/// appear anywhere in the output.
+fn assert_no_secret(run: &Run, user: &str, password: &str) {
+    let all = run.all_output();
+    for (what, secret) in [
+        ("the password", password.to_string()),
+        (
+            "the base64 password (AUTH LOGIN)",
+            base64(password.as_bytes()),
+        ),
+        ("the AUTH PLAIN payload", plain_b64(user, password)),
+    ] {
+        assert!(
+            !all.contains(&secret),
+            "{what} ({secret}) leaks into the output\n{}",
+            run.ctx()
+        );
+    }
+}
+
+// ------------------------------------------------------------------------------ 1, 9: SASL
+
+/// Peer: Dovecot submission (STARTTLS, private CA). Right password, then wrong password
+/// (JSON and human), for one mechanism; the password never shows.
+fn check_mechanism(mech: &str) {
+    let server = peer("PEER_SUBMISSION");
+    let ca = file_var("PEER_CA");
+    let (user, pass) = (user(), password());
+    let wrong = "wrong-horse-staple";
+    let base = [
+        "--server",
+        &server,
+        "--tls",
+        "--tls-ca-path",
+        &ca,
+        "--auth",
+        mech,
+        "--auth-user",
+        &user,
+    ];
+
+    let ok = smtp(
+        &[
+            &base[..],
+            &["--auth-password", &pass, "--quit-after", "auth", "--json"],
+        ]
+        .concat(),
+    );
+    ok.expect_code(0);
+    let chosen = ok.one("auth_mechanism_chosen");
+    assert_eq!(chosen["mechanism"], mech, "{}", ok.ctx());
+    assert_eq!(chosen["explicit"], true, "{}", ok.ctx());
+    let authed = ok.one("authenticated");
+    assert_eq!(authed["mechanism"], mech, "{}", ok.ctx());
+    let expect_verified = if mech.starts_with("SCRAM-") {
+        Value::Bool(true)
+    } else {
+        Value::Null
+    };
+    assert_eq!(authed["server_verified"], expect_verified, "{}", ok.ctx());
+    assert_eq!(ok.reply_to("AUTH")["code"], 235, "{}", ok.ctx());
+    assert_eq!(ok.ended()["outcome"], "stopped", "{}", ok.ctx());
+    // The AUTH exchange went over TLS, and every payload is shown redacted.
+    let auth_sent: Vec<&Value> = ok
+        .sent()
+        .into_iter()
+        .filter(|e| e["redacted"] == true)
+        .collect();
+    assert!(
+        !auth_sent.is_empty(),
+        "no redacted AUTH payload\n{}",
+        ok.ctx()
+    );
+    assert!(
+        auth_sent.iter().all(|e| e["tls"] == true),
+        "AUTH outside TLS\n{}",
+        ok.ctx()
+    );
+    assert_no_secret(&ok, &user, &pass);
+
+    let bad = smtp(
+        &[
+            &base[..],
+            &["--auth-password", wrong, "--json"],
+            &["--to", "bob@example.test"],
+        ]
+        .concat(),
+    );
+    bad.expect_code(28);
+    assert_eq!(bad.reply_to("AUTH")["code"], 535, "{}", bad.ctx());
+    assert!(bad.of_type("authenticated").is_empty(), "{}", bad.ctx());
+    let ended = bad.ended();
+    assert_eq!(
+        (&ended["outcome"], &ended["step"]),
+        (&"failed".into(), &"auth".into()),
+        "{}",
+        bad.ctx()
+    );
+    assert!(
+        bad.stderr.contains("535 5.7.8"),
+        "the 535 reply is not in the human text\n{}",
+        bad.ctx()
+    );
+    assert_no_secret(&bad, &user, wrong);
+    assert_no_secret(&bad, &user, &pass);
+
+    // Human output (no --json) with the right password: the transcript shows the exchange
+    // redacted, never the password.
+    let human = smtp(
+        &[
+            &base[..],
+            &["--auth-password", &pass, "--quit-after", "auth"],
+        ]
+        .concat(),
+    );
+    human.expect_code(0);
+    assert!(
+        human.stdout.contains(&format!(" ~> AUTH {mech}")),
+        "{}",
+        human.ctx()
+    );
+    assert!(human.stdout.contains("<~  235 "), "{}", human.ctx());
+    assert!(
+        human.stdout.contains(&format!("authenticated with {mech}")),
+        "{}",
+        human.ctx()
+    );
+    assert_no_secret(&human, &user, &pass);
+}
+
+#[test]
+fn sasl_plain_dovecot_submission() {
+    // Peer: Dovecot submission, STARTTLS.
+    check_mechanism("PLAIN");
+}
+
+#[test]
+fn sasl_login_dovecot_submission() {
+    // Peer: Dovecot submission, STARTTLS.
+    check_mechanism("LOGIN");
+}
+
+#[test]
+fn sasl_cram_md5_dovecot_submission() {
+    // Peer: Dovecot submission, STARTTLS.
+    check_mechanism("CRAM-MD5");
+}
+
+#[test]
+fn sasl_scram_sha_1_dovecot_submission() {
+    // Peer: Dovecot submission, STARTTLS.
+    check_mechanism("SCRAM-SHA-1");
+}
+
+#[test]
+fn sasl_scram_sha_256_dovecot_submission() {
+    // Peer: Dovecot submission, STARTTLS.
+    check_mechanism("SCRAM-SHA-256");
+}
+
+#[test]
+fn sasl_auto_picks_best_offered() {
+    // Peer: Dovecot submission, STARTTLS; offers PLAIN LOGIN CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256.
+    let (server, ca, user, pass) = (
+        peer("PEER_SUBMISSION"),
+        file_var("PEER_CA"),
+        user(),
+        password(),
+    );
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--tls",
+        "--tls-ca-path",
+        &ca,
+        "--auth",
+        "--auth-user",
+        &user,
+        "--auth-password",
+        &pass,
+        "--quit-after",
+        "auth",
+        "--json",
+    ]);
+    run.expect_code(0);
+    let chosen = run.one("auth_mechanism_chosen");
+    assert_eq!(chosen["mechanism"], "SCRAM-SHA-256", "{}", run.ctx());
+    assert_eq!(chosen["explicit"], false, "{}", run.ctx());
+    let offered: BTreeSet<&str> = chosen["offered"]
+        .as_array()
+        .expect("offered")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let expected = BTreeSet::from(["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"]);
+    assert_eq!(offered, expected, "{}", run.ctx());
+    let authed = run.one("authenticated");
+    assert_eq!(
+        (&authed["mechanism"], &authed["server_verified"]),
+        (&"SCRAM-SHA-256".into(), &true.into()),
+        "{}",
+        run.ctx()
+    );
+    assert_no_secret(&run, &user, &pass);
+}
+
+/// SCRAM's redacted summaries carry the user name and the server nonce; like every `sent`
+/// text they must follow the escape grammar (a `\` in either must be written `\\`).
+#[test]
+fn sasl_scram_summary_follows_escape_grammar() {
+    // Peer: Dovecot submission, STARTTLS. The login fails (unknown user); only the
+    // transcript matters. mailscope() checks every sent text against the grammar.
+    let (server, ca) = (peer("PEER_SUBMISSION"), file_var("PEER_CA"));
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--tls",
+        "--tls-ca-path",
+        &ca,
+        "--auth",
+        "SCRAM-SHA-256",
+        "--auth-user",
+        "back\\slash",
+        "--auth-password",
+        "x",
+        "--quit-after",
+        "auth",
+        "--json",
+    ]);
+    run.expect_code(28);
+}
+
+#[test]
+fn show_secrets_reveals_plain_payload() {
+    // Peer: Dovecot submission, STARTTLS.
+    let (server, ca, user, pass) = (
+        peer("PEER_SUBMISSION"),
+        file_var("PEER_CA"),
+        user(),
+        password(),
+    );
+    let args = [
+        "--server",
+        &server,
+        "--tls",
+        "--tls-ca-path",
+        &ca,
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        &user,
+        "--auth-password",
+        &pass,
+        "--quit-after",
+        "auth",
+    ];
+    let payload = plain_b64(&user, &pass);
+    let human = smtp(&[&args[..], &["--show-secrets"]].concat());
+    human.expect_code(0);
+    assert!(
+        human.stdout.contains(&format!(" ~> AUTH PLAIN {payload}")),
+        "{}",
+        human.ctx()
+    );
+    let json = smtp(&[&args[..], &["--show-secrets", "--json"]].concat());
+    json.expect_code(0);
+    let auth = json.sent().into_iter().find(|e| {
+        e["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("AUTH PLAIN"))
+    });
+    let auth = auth.unwrap_or_else(|| panic!("no AUTH PLAIN sent\n{}", json.ctx()));
+    assert_eq!(
+        auth["text"],
+        format!("AUTH PLAIN {payload}\\r\\n"),
+        "{}",
+        json.ctx()
+    );
+    assert_eq!(auth["redacted"], false, "{}", json.ctx());
+}
+
+// ------------------------------------------------------------------------------ 2: Postfix SASL
+
+#[test]
+fn postfix_auth_plain_after_starttls() {
+    // Peer: Postfix (SASL through Dovecot's auth socket, smtpd_tls_auth_only), relaying to
+    // smtp-sink.
+    let (server, ca, user, pass) = (
+        peer("PEER_POSTFIX"),
+        file_var("PEER_CA"),
+        user(),
+        password(),
+    );
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--tls",
+        "--tls-ca-path",
+        &ca,
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        &user,
+        "--auth-password",
+        &pass,
+        "--from",
+        &user,
+        "--to",
+        "bob@example.test",
+        "--data",
+        "Subject: postfix sasl\n\nhello",
+        "--json",
+    ]);
+    run.expect_code(0);
+    let caps = run.of_type("capabilities");
+    assert_eq!(caps.len(), 2, "{}", run.ctx());
+    let has_auth = |c: &Value| {
+        c["extensions"]
+            .as_array()
+            .expect("extensions")
+            .iter()
+            .any(|x| x.as_str().is_some_and(|x| x.starts_with("AUTH ")))
+    };
+    assert!(
+        caps[0]["tls"] == false && !has_auth(caps[0]),
+        "AUTH offered before TLS\n{}",
+        run.ctx()
+    );
+    assert!(
+        caps[1]["tls"] == true && has_auth(caps[1]),
+        "AUTH not offered after TLS\n{}",
+        run.ctx()
+    );
+    assert_eq!(
+        run.one("authenticated")["mechanism"],
+        "PLAIN",
+        "{}",
+        run.ctx()
+    );
+    assert_eq!(run.reply_to("AUTH")["code"], 235, "{}", run.ctx());
+    assert_eq!(run.reply_to(".")["code"], 250, "{}", run.ctx());
+    assert_eq!(run.ended()["outcome"], "completed", "{}", run.ctx());
+    assert_no_secret(&run, &user, &pass);
+}
+
+// ------------------------------------------------------------------------------ 3: implicit TLS
+
+#[test]
+fn implicit_tls_submissions_delivers_to_sink() {
+    // Peer: Dovecot submissions (implicit TLS), relaying to smtp-sink.
+    let (server, ca, user, pass) = (
+        peer("PEER_SUBMISSIONS"),
+        file_var("PEER_CA"),
+        user(),
+        password(),
+    );
+    let dump_dir = var("PEER_SMTP_SINK_DUMP_DIR");
+    peer("PEER_SMTP_SINK");
+    let token = unique_token("tlsc");
+    let data = format!("Subject: {token}\n\nimplicit TLS");
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--tls-on-connect",
+        "--tls-ca-path",
+        &ca,
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        &user,
+        "--auth-password",
+        &pass,
+        "--from",
+        &user,
+        "--to",
+        "bob@example.test",
+        "--data",
+        &data,
+        "--json",
+    ]);
+    run.expect_code(0);
+    let tls = run.one("tls_established");
+    assert_eq!(tls["version"], "TLSv1.3", "{}", run.ctx());
+    assert_eq!(tls["verified"], true, "{}", run.ctx());
+    let started = run.one("session_started");
+    assert_eq!(started["tls_on_connect"], true, "{}", run.ctx());
+    // From the first byte on, everything went through TLS.
+    let wire: Vec<&Value> = run
+        .events
+        .iter()
+        .filter(|e| e["type"] == "sent" || e["type"] == "received")
+        .collect();
+    assert!(
+        !wire.is_empty() && wire.iter().all(|e| e["tls"] == true),
+        "plaintext bytes on implicit TLS\n{}",
+        run.ctx()
+    );
+    assert_eq!(run.reply_to(".")["code"], 250, "{}", run.ctx());
+    assert_eq!(run.ended()["outcome"], "completed", "{}", run.ctx());
+
+    // smtp-sink dumped the transaction Dovecot relayed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = std::fs::read_dir(&dump_dir)
+            .unwrap_or_else(|e| panic!("read {dump_dir}: {e}; {START_HINT}"))
+            .filter_map(Result::ok)
+            .any(|f| {
+                std::fs::read(f.path()).is_ok_and(|b| String::from_utf8_lossy(&b).contains(&token))
+            });
+        if found {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "smtp-sink has no message with {token} in {dump_dir}\n{}",
+            run.ctx()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ------------------------------------------------------------------------------ 4: certificates
+
+#[test]
+fn tls_private_ca_refused_by_default() {
+    // Peer: Dovecot submission, STARTTLS; its certificate comes from the private test CA.
+    let server = peer("PEER_SUBMISSION");
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--tls",
+        "--quit-after",
+        "ehlo",
+        "--json",
+    ]);
+    run.expect_code(29);
+    let failed = run.one("tls_failed");
+    assert_eq!(
+        failed["finding"]["id"],
+        "tls.cert.unknown-issuer",
+        "{}",
+        run.ctx()
+    );
+    let chain = failed["chain"]
+        .as_array()
+        .unwrap_or_else(|| panic!("tls_failed without chain\n{}", run.ctx()));
+    assert!(!chain.is_empty(), "{}", run.ctx());
+    assert_eq!(chain[0]["subject"], "CN=localhost", "{}", run.ctx());
+    assert_eq!(chain[0]["issuer"], "CN=mailscope test CA", "{}", run.ctx());
+    assert_eq!(
+        run.findings("tls.cert.unknown-issuer").len(),
+        1,
+        "{}",
+        run.ctx()
+    );
+    assert!(run.of_type("tls_established").is_empty(), "{}", run.ctx());
+    let ended = run.ended();
+    assert_eq!(
+        (&ended["outcome"], &ended["step"]),
+        (&"failed".into(), &"tls".into()),
+        "{}",
+        run.ctx()
+    );
+}
+
+#[test]
+fn tls_private_ca_accepted_with_ca_path() {
+    // Peer: Dovecot submission, STARTTLS.
+    let (server, ca) = (peer("PEER_SUBMISSION"), file_var("PEER_CA"));
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--tls",
+        "--tls-ca-path",
+        &ca,
+        "--quit-after",
+        "tls",
+        "--json",
+    ]);
+    run.expect_code(0);
+    let tls = run.one("tls_established");
+    assert_eq!(tls["verified"], true, "{}", run.ctx());
+    assert_eq!(tls["verification_error"], Value::Null, "{}", run.ctx());
+    let cert_findings: Vec<&Value> = run
+        .of_type("finding")
+        .into_iter()
+        .filter(|f| f["id"].as_str().is_some_and(|i| i.starts_with("tls.cert.")))
+        .collect();
+    assert!(cert_findings.is_empty(), "{}", run.ctx());
+}
+
+#[test]
+fn tls_insecure_continues_and_reports() {
+    // Peer: Dovecot submission, STARTTLS, without the CA.
+    let server = peer("PEER_SUBMISSION");
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--tls",
+        "--insecure",
+        "--quit-after",
+        "ehlo",
+        "--json",
+    ]);
+    run.expect_code(0);
+    assert_eq!(
+        run.findings("tls.cert.unknown-issuer").len(),
+        1,
+        "{}",
+        run.ctx()
+    );
+    let tls = run.one("tls_established");
+    assert_eq!(tls["verified"], false, "{}", run.ctx());
+    assert!(tls["verification_error"].is_string(), "{}", run.ctx());
+    // The session went on over TLS: EHLO answered inside the tunnel.
+    let caps = run.of_type("capabilities");
+    assert!(
+        caps.iter().any(|c| c["tls"] == true),
+        "no EHLO after TLS\n{}",
+        run.ctx()
+    );
+    assert_eq!(run.ended()["outcome"], "stopped", "{}", run.ctx());
+}
+
+#[test]
+fn tls_name_mismatch() {
+    // Peer: Dovecot submission, STARTTLS; the certificate names localhost and 127.0.0.1.
+    let (server, ca) = (peer("PEER_SUBMISSION"), file_var("PEER_CA"));
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--tls",
+        "--tls-ca-path",
+        &ca,
+        "--tls-sni",
+        "wrong.example.test",
+        "--quit-after",
+        "ehlo",
+        "--json",
+    ]);
+    run.expect_code(29);
+    let failed = run.one("tls_failed");
+    assert_eq!(
+        failed["finding"]["id"],
+        "tls.cert.name-mismatch",
+        "{}",
+        run.ctx()
+    );
+    assert!(
+        failed["chain"].as_array().is_some_and(|c| !c.is_empty()),
+        "{}",
+        run.ctx()
+    );
+    assert_eq!(
+        run.findings("tls.cert.name-mismatch").len(),
+        1,
+        "{}",
+        run.ctx()
+    );
+}
+
+// ------------------------------------------------------------------------------ 5: --quit-after
+
+/// Peer: Dovecot submission with STARTTLS, AUTH PLAIN and a message configured; stops
+/// after `stage` and checks exactly which commands went out.
+fn check_quit_after(stage: &str, expected_verbs: &[&str]) {
+    let (server, ca, user, pass) = (
+        peer("PEER_SUBMISSION"),
+        file_var("PEER_CA"),
+        user(),
+        password(),
+    );
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--tls",
+        "--tls-ca-path",
+        &ca,
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        &user,
+        "--auth-password",
+        &pass,
+        "--from",
+        &user,
+        "--to",
+        "bob@example.test",
+        "--data",
+        "Subject: quit-after\n\nhello",
+        "--quit-after",
+        stage,
+        "--json",
+    ]);
+    run.expect_code(0);
+    let ended = run.ended();
+    assert_eq!(ended["outcome"], "stopped", "{}", run.ctx());
+    assert_eq!(ended["step"], stage, "{}", run.ctx());
+    assert_eq!(
+        run.one("session_started")["quit_after"],
+        stage,
+        "{}",
+        run.ctx()
+    );
+    assert_eq!(
+        run.sent_verbs(),
+        expected_verbs,
+        "commands sent\n{}",
+        run.ctx()
+    );
+    if stage == "data" {
+        assert_eq!(run.reply_to("DATA")["code"], 354, "{}", run.ctx());
+    } else {
+        assert_eq!(run.reply_to("QUIT")["code"], 221, "{}", run.ctx());
+    }
+}
+
+#[test]
+fn quit_after_connect() {
+    // Peer: Dovecot submission.
+    check_quit_after("connect", &["QUIT"]);
+}
+
+#[test]
+fn quit_after_banner() {
+    // Peer: Dovecot submission.
+    check_quit_after("banner", &["QUIT"]);
+}
+
+#[test]
+fn quit_after_first_ehlo() {
+    // Peer: Dovecot submission.
+    check_quit_after("first-ehlo", &["EHLO", "QUIT"]);
+}
+
+#[test]
+fn quit_after_tls() {
+    // Peer: Dovecot submission.
+    check_quit_after("tls", &["EHLO", "STARTTLS", "QUIT"]);
+}
+
+#[test]
+fn quit_after_ehlo() {
+    // Peer: Dovecot submission.
+    check_quit_after("ehlo", &["EHLO", "STARTTLS", "EHLO", "QUIT"]);
+}
+
+#[test]
+fn quit_after_auth() {
+    // Peer: Dovecot submission.
+    check_quit_after("auth", &["EHLO", "STARTTLS", "EHLO", "AUTH", "QUIT"]);
+}
+
+#[test]
+fn quit_after_mail() {
+    // Peer: Dovecot submission.
+    check_quit_after(
+        "mail",
+        &["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "QUIT"],
+    );
+}
+
+#[test]
+fn quit_after_rcpt() {
+    // Peer: Dovecot submission.
+    check_quit_after(
+        "rcpt",
+        &["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RCPT", "QUIT"],
+    );
+}
+
+#[test]
+fn quit_after_data() {
+    // Peer: Dovecot submission. No QUIT inside DATA: the session just ends.
+    check_quit_after(
+        "data",
+        &["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RCPT", "DATA"],
+    );
+}
+
+#[test]
+fn quit_after_dot() {
+    // Peer: Dovecot submission.
+    check_quit_after(
+        "dot",
+        &[
+            "EHLO",
+            "STARTTLS",
+            "EHLO",
+            "AUTH",
+            "MAIL",
+            "RCPT",
+            "DATA",
+            "<message>",
+            "QUIT",
+        ],
+    );
+}
+
+// ------------------------------------------------------------------------------ 6: seed 000
+
+const SEED_000: &[u8] =
+    b"From: a@example.test\nTo: b@example.test\nSubject: x\n\nline one\nline two\n";
+
+fn seed_000_file() -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(&mut f, SEED_000).expect("write the seed message");
+    f
+}
+
+#[test]
+fn seed_000_raw_bare_lf_refused_by_postfix() {
+    // Peer: Postfix with smtpd_forbid_bare_newline = reject (no exclusions).
+    let server = peer("PEER_POSTFIX");
+    let file = seed_000_file();
+    let data = format!("@{}", file.path().display());
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--from",
+        "a@example.test",
+        "--to",
+        "b@example.test",
+        "--raw",
+        "--data",
+        &data,
+        "--json",
+    ]);
+    run.expect_code(26);
+    let dot = run.reply_to(".");
+    assert_eq!(
+        (&dot["code"], &dot["enhanced_code"]),
+        (&550.into(), &"5.5.2".into()),
+        "{}",
+        run.ctx()
+    );
+    assert!(
+        dot["text"][0]
+            .as_str()
+            .is_some_and(|t| t.contains("bare <LF> received")),
+        "{}",
+        run.ctx()
+    );
+    let ended = run.ended();
+    assert_eq!(
+        (&ended["outcome"], &ended["step"]),
+        (&"failed".into(), &"dot".into()),
+        "{}",
+        run.ctx()
+    );
+
+    let sent = run.one("data_sent");
+    assert_eq!(sent["raw"], true, "{}", run.ctx());
+    // The terminator is given in the escape grammar (events.schema.json).
+    assert_eq!(sent["terminator"], "\\r\\n.\\r\\n", "{}", run.ctx());
+    let (start, len) = (
+        sent["offset"].as_u64().expect("offset") as usize,
+        sent["length"].as_u64().expect("length") as usize,
+    );
+
+    // The client stream, rebuilt from the sent events, carries the file unchanged.
+    let stream = run.client_stream();
+    assert_eq!(&stream[start..start + len], SEED_000, "{}", run.ctx());
+    let bare_lfs: BTreeSet<u64> = (start..start + len)
+        .filter(|&i| stream[i] == b'\n' && (i == 0 || stream[i - 1] != b'\r'))
+        .map(|i| i as u64)
+        .collect();
+    assert_eq!(bare_lfs.len(), 6, "{}", run.ctx());
+
+    let findings = run.findings("smtp.data.bare-lf");
+    let mut offsets = BTreeSet::new();
+    for f in &findings {
+        assert_eq!(f["direction"], "client", "{f}");
+        assert_eq!(f["severity"], "error", "{f}");
+        let off = f["offset"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("finding without offset: {f}"));
+        let i = off as usize;
+        assert!(
+            i < stream.len(),
+            "finding offset {off} beyond the {}-byte client stream",
+            stream.len()
+        );
+        assert_eq!(
+            stream[i], b'\n',
+            "byte at finding offset {off} is not LF: {f}"
+        );
+        assert!(
+            i == 0 || stream[i - 1] != b'\r',
+            "LF at {off} is preceded by CR: {f}"
+        );
+        offsets.insert(off);
+    }
+    assert_eq!(
+        offsets,
+        bare_lfs,
+        "finding offsets vs the bare LFs in the client stream\n{}",
+        run.ctx()
+    );
+}
+
+#[test]
+fn seed_000_raw_human_output() {
+    // Peer: Postfix with smtpd_forbid_bare_newline = reject.
+    let server = peer("PEER_POSTFIX");
+    let file = seed_000_file();
+    let data = format!("@{}", file.path().display());
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--from",
+        "a@example.test",
+        "--to",
+        "b@example.test",
+        "--raw",
+        "--data",
+        &data,
+    ]);
+    run.expect_code(26);
+    assert!(run.stdout.contains("bare <LF> received"), "{}", run.ctx());
+    assert!(run.stdout.contains("<-  550 5.5.2"), "{}", run.ctx());
+    assert!(
+        run.stdout.contains("*** finding smtp.data.bare-lf"),
+        "{}",
+        run.ctx()
+    );
+    assert!(
+        run.stdout.contains("(smtp.data.bare-lf)"),
+        "summary lacks the finding id\n{}",
+        run.ctx()
+    );
+}
+
+#[test]
+fn seed_000_normalised_accepted_by_postfix() {
+    // Peer: Postfix with smtpd_forbid_bare_newline = reject, relaying to smtp-sink.
+    let server = peer("PEER_POSTFIX");
+    let file = seed_000_file();
+    let data = format!("@{}", file.path().display());
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--from",
+        "a@example.test",
+        "--to",
+        "b@example.test",
+        "--data",
+        &data,
+        "--json",
+    ]);
+    run.expect_code(0);
+    assert!(
+        run.findings("smtp.data.bare-lf").is_empty(),
+        "{}",
+        run.ctx()
+    );
+    assert_eq!(run.one("data_sent")["raw"], false, "{}", run.ctx());
+    assert_eq!(run.reply_to(".")["code"], 250, "{}", run.ctx());
+    assert_eq!(run.ended()["outcome"], "completed", "{}", run.ctx());
+    let stream = run.client_stream();
+    let bare =
+        (0..stream.len()).find(|&i| stream[i] == b'\n' && (i == 0 || stream[i - 1] != b'\r'));
+    assert_eq!(
+        bare,
+        None,
+        "normalised stream still has a bare LF\n{}",
+        run.ctx()
+    );
+}
+
+// ------------------------------------------------------------------------------ 7: exit codes
+
+#[test]
+fn exit_2_connection_refused() {
+    // Peer: none — a loopback port nothing listens on (bound, then released).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let server = format!("127.0.0.1:{port}");
+    let run = smtp(&["--server", &server, "--to", "a@example.test", "--json"]);
+    run.expect_code(2);
+    let ended = run.ended();
+    assert_eq!(ended["step"], "connect", "{}", run.ctx());
+    assert!(run.of_type("connected").is_empty(), "{}", run.ctx());
+}
+
+#[test]
+fn exit_29_starttls_not_offered() {
+    // Peer: smtp-sink (no STARTTLS).
+    let server = peer("PEER_SMTP_SINK");
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--tls",
+        "--to",
+        "a@example.test",
+        "--json",
+    ]);
+    run.expect_code(29);
+    let ended = run.ended();
+    assert_eq!(
+        (&ended["outcome"], &ended["step"]),
+        (&"failed".into(), &"tls".into()),
+        "{}",
+        run.ctx()
+    );
+    assert!(
+        !run.sent_verbs().contains(&"STARTTLS".to_string()),
+        "{}",
+        run.ctx()
+    );
+}
+
+#[test]
+fn exit_1_usage_errors() {
+    // Peer: none (the arguments are refused before connecting).
+    for args in [
+        &[
+            "--no-config",
+            "smtp",
+            "--server",
+            "127.0.0.1:9",
+            "--no-such-option",
+            "--json",
+        ][..],
+        &[
+            "--no-config",
+            "smtp",
+            "--server",
+            "127.0.0.1:9",
+            "--to",
+            "a@example.test",
+            "--quit-after",
+            "lunch",
+            "--json",
+        ],
+        &[
+            "--no-config",
+            "smtp",
+            "--server",
+            "127.0.0.1:9",
+            "--to",
+            "a@example.test",
+            "--raw",
+            "--json",
+        ],
+        &["--no-config", "smtp", "--server", "127.0.0.1:9", "--json"],
+    ] {
+        let run = mailscope(args);
+        run.expect_code(1);
+        assert!(
+            run.stdout.is_empty(),
+            "a usage error printed to stdout\n{}",
+            run.ctx()
+        );
+        assert!(run.stderr.contains("error"), "{}", run.ctx());
+    }
+}
+
+#[test]
+fn exit_24_rcpt_refused_by_postfix() {
+    // Peer: Postfix. mydestination is empty and local delivery disabled, so a recipient at
+    // the server's own address literal is refused with 550 5.1.1.
+    let server = peer("PEER_POSTFIX");
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--from",
+        "a@example.test",
+        "--to",
+        "nobody@[127.0.0.1]",
+        "--json",
+    ]);
+    run.expect_code(24);
+    let rcpt = run.one("recipient");
+    assert_eq!(
+        (&rcpt["accepted"], &rcpt["code"]),
+        (&false.into(), &550.into()),
+        "{}",
+        run.ctx()
+    );
+    let ended = run.ended();
+    assert_eq!(
+        (&ended["outcome"], &ended["step"]),
+        (&"failed".into(), &"rcpt".into()),
+        "{}",
+        run.ctx()
+    );
+}
+
+#[test]
+fn exit_10_fail_on_warning() {
+    // Peer: smtp-sink, plaintext (no STARTTLS: a warning).
+    let server = peer("PEER_SMTP_SINK");
+    let base = [
+        "--server",
+        server.as_str(),
+        "--to",
+        "a@example.test",
+        "--quit-after",
+        "rcpt",
+        "--json",
+    ];
+    let run = smtp(&[&base[..], &["--fail-on", "warning"]].concat());
+    run.expect_code(10);
+    let f = run.findings("smtp.starttls.not-offered");
+    assert!(
+        f.len() == 1 && f[0]["severity"] == "warning",
+        "{}",
+        run.ctx()
+    );
+    // Below the threshold the same run is a success.
+    smtp(&[&base[..], &["--fail-on", "error"]].concat()).expect_code(0);
+    smtp(&base).expect_code(0);
+}
+
+// ------------------------------------------------------------------------------ 10: key log
+
+#[test]
+fn keylog_file_written_and_announced() {
+    // Peer: Dovecot submissions (implicit TLS).
+    let (server, ca) = (peer("PEER_SUBMISSIONS"), file_var("PEER_CA"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    for json in [false, true] {
+        let path = dir
+            .path()
+            .join(if json { "keys-json.log" } else { "keys.log" });
+        let path_s = path.display().to_string();
+        let mut args = vec![
+            "--server",
+            &server,
+            "--tls-on-connect",
+            "--tls-ca-path",
+            &ca,
+            "--keylog",
+            &path_s,
+            "--quit-after",
+            "ehlo",
+        ];
+        if json {
+            args.push("--json");
+        }
+        let run = smtp(&args);
+        run.expect_code(0);
+        let keys = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("key log {path_s}: {e}\n{}", run.ctx()));
+        let lines: Vec<&str> = keys
+            .lines()
+            .filter(|l| l.starts_with("CLIENT_HANDSHAKE_TRAFFIC_SECRET "))
+            .collect();
+        assert!(
+            !lines.is_empty(),
+            "no CLIENT_HANDSHAKE_TRAFFIC_SECRET in {path_s}:\n{keys}"
+        );
+        // NSS format: label, 32-byte client random and the secret, both hex.
+        for l in &lines {
+            let parts: Vec<&str> = l.split(' ').collect();
+            assert!(
+                parts.len() == 3
+                    && parts[1].len() == 64
+                    && parts[2].chars().all(|c| c.is_ascii_hexdigit()),
+                "{l}"
+            );
+        }
+        let human = if json { &run.stderr } else { &run.stdout };
+        assert!(
+            human
+                .lines()
+                .any(|l| l.starts_with("*** ") && l.contains(&path_s)),
+            "no *** note naming {path_s}\n{}",
+            run.ctx()
+        );
+        if json {
+            assert!(
+                run.of_type("note")
+                    .iter()
+                    .any(|n| n["text"].as_str().is_some_and(|t| t.contains(&path_s))),
+                "{}",
+                run.ctx()
+            );
+            assert_eq!(
+                run.one("tls_established")["keylog"],
+                path_s,
+                "{}",
+                run.ctx()
+            );
+        }
+    }
+}
