@@ -148,6 +148,8 @@ registry! {
     /// The server closed the connection without a reply.
     SMTP_CONNECTION_CLOSED = ("smtp.connection.closed", Error, "RFC 5321 §3.8",
         "The server closed the connection while a reply was due (crash, tarpit or a strict server dropping the session).");
+    // -- SMTP server side (what a client did wrong; the sink) --
+    // -- SMTP reply explainer (why mail was refused) --
     /// The certificate chain does not lead to a trusted root.
     TLS_CERT_UNKNOWN_ISSUER = ("tls.cert.unknown-issuer", Error, "RFC 5280 §6, RFC 7817",
         "The server's certificate chain does not lead to a trusted root (self-signed, private CA or missing intermediate).");
