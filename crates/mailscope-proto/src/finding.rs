@@ -133,6 +133,12 @@ registry! {
     /// AUTH used on a connection without TLS.
     SMTP_AUTH_USED_WITHOUT_TLS = ("smtp.auth.used-without-tls", Error, "RFC 4954 §4, RFC 8314 §3",
         "Credentials were sent over a connection without TLS.");
+    /// The server said AUTH succeeded before the SASL exchange was complete.
+    SMTP_AUTH_PREMATURE_SUCCESS = ("smtp.auth.premature-success", Error, "RFC 4422 §3.6, RFC 4954 §4",
+        "The server reported AUTH success before the client had finished the SASL exchange (for SCRAM: without proving it knows the password).");
+    /// SCRAM: the server's signature was missing or wrong.
+    SMTP_AUTH_SERVER_NOT_VERIFIED = ("smtp.auth.server-not-verified", Critical, "RFC 5802 §5, §9",
+        "The SCRAM server signature was wrong or missing: the server did not prove it knows the password (an impostor or a broken server).");
     /// The server does not offer STARTTLS.
     SMTP_STARTTLS_NOT_OFFERED = ("smtp.starttls.not-offered", Warning, "RFC 3207, RFC 8314",
         "The server does not offer STARTTLS: mail and credentials to it travel in the clear.");

@@ -22,7 +22,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::finding::{
-    Finding, SMTP_AUTH_OFFERED_WITHOUT_TLS, SMTP_AUTH_USED_WITHOUT_TLS, SMTP_CONNECTION_CLOSED,
+    Finding, SMTP_AUTH_OFFERED_WITHOUT_TLS, SMTP_AUTH_PREMATURE_SUCCESS,
+    SMTP_AUTH_SERVER_NOT_VERIFIED, SMTP_AUTH_USED_WITHOUT_TLS, SMTP_CONNECTION_CLOSED,
     SMTP_EHLO_NO_EXTENSIONS, SMTP_EHLO_REFUSED, SMTP_REPLY_UNEXPECTED, SMTP_STARTTLS_NOT_OFFERED,
     SMTP_STARTTLS_READ_AHEAD,
 };
@@ -357,6 +358,8 @@ pub struct Client {
     peer_is_loopback: bool,
     /// Findings raised per kind id, to cap a peer that repeats one deviation forever.
     finding_counts: std::collections::HashMap<&'static str, usize>,
+    read_ahead_seen: bool,
+    trailing_seen: bool,
 }
 
 /// At most this many findings of one kind are reported per session; the rest are counted and
@@ -385,6 +388,8 @@ impl Client {
             finished: false,
             peer_is_loopback: false,
             finding_counts: std::collections::HashMap::new(),
+            read_ahead_seen: false,
+            trailing_seen: false,
         }
     }
 
@@ -426,19 +431,6 @@ impl Client {
                 ),
                 reply: None,
             });
-            return;
-        }
-        if self.finished || matches!(self.state, State::Done) {
-            self.raise(
-                Finding::new(
-                    SMTP_REPLY_UNEXPECTED,
-                    format!("{} bytes after the session ended", bytes.len()),
-                )
-                .at(
-                    Direction::ServerToClient,
-                    self.transcript.len(Direction::ServerToClient) - bytes.len() as u64,
-                ),
-            );
             return;
         }
         self.input.extend_from_slice(bytes);
@@ -613,7 +605,17 @@ impl Client {
 
     fn process_input(&mut self) {
         loop {
-            if self.finished || matches!(self.state, State::Done | State::AwaitTls) {
+            if self.input.is_empty() {
+                return;
+            }
+            if matches!(self.state, State::AwaitTls) {
+                // Whatever arrives between the 220 to STARTTLS and the handshake was sent in
+                // clear: never let it count as a reply inside TLS, however it was cut.
+                self.discard_read_ahead();
+                return;
+            }
+            if self.finished || matches!(self.state, State::Done) {
+                self.discard_trailing();
                 return;
             }
             if self.input.is_empty() {
@@ -687,21 +689,11 @@ impl Client {
                     self.fail(FailedStep::Tls, "the server refused STARTTLS", reply);
                     return;
                 }
-                if !self.input.is_empty() {
-                    let n = self.input.len();
-                    let preview = crate::escape::escape(&self.input[..n.min(60)]);
-                    self.raise(
-                        Finding::new(
-                            SMTP_STARTTLS_READ_AHEAD,
-                            format!("{n} plaintext bytes discarded: {preview}"),
-                        )
-                        .at(Direction::ServerToClient, self.input_offset),
-                    );
-                    self.input_offset += n as u64;
-                    self.input.clear();
-                }
                 self.state = State::AwaitTls;
+                // The request first, then the read-ahead finding: the same order whether the
+                // extra bytes came in this read or a later one.
                 self.push_event(Event::StartTlsRequested);
+                self.discard_read_ahead();
             }
             State::AwaitTls | State::Done => {
                 self.raise(
@@ -1003,6 +995,9 @@ impl Client {
                     );
                 }
                 Err(reason) => {
+                    if auth.session.server_verified() == Some(false) {
+                        self.raise(Finding::new(SMTP_AUTH_SERVER_NOT_VERIFIED, reason.clone()));
+                    }
                     // RFC 4954 §4: "*" cancels the exchange; the server answers 501.
                     auth.cancelled = Some(reason);
                     self.send_line(
@@ -1024,6 +1019,26 @@ impl Client {
             return;
         }
         if reply.is_positive() {
+            // SMTP carries no data with 235 (RFC 4954 §4: additional data comes as a last
+            // 334 challenge), so success must find the exchange complete.
+            if !auth.session.is_complete() {
+                let why = auth.session.handle_success_data(&[]).err();
+                let detail = match &why {
+                    Some(e) => format!(
+                        "{} answered {} early: {e}",
+                        auth.mechanism.name(),
+                        reply.code
+                    ),
+                    None => format!("{} answered {} early", auth.mechanism.name(), reply.code),
+                };
+                self.raise(Finding::new(SMTP_AUTH_PREMATURE_SUCCESS, detail));
+            }
+            if auth.session.server_verified() == Some(false) {
+                self.raise(Finding::new(
+                    SMTP_AUTH_SERVER_NOT_VERIFIED,
+                    "the server never sent its SCRAM signature",
+                ));
+            }
             self.push_event(Event::Authenticated {
                 mechanism: auth.mechanism,
                 server_verified: auth.session.server_verified(),
@@ -1201,6 +1216,46 @@ impl Client {
             self.state = State::Done;
             self.push_event(Event::Finished(outcome));
         }
+    }
+
+    fn discard_read_ahead(&mut self) {
+        if self.input.is_empty() {
+            return;
+        }
+        let n = self.input.len();
+        if !self.read_ahead_seen {
+            self.read_ahead_seen = true;
+            self.raise(
+                Finding::new(
+                    SMTP_STARTTLS_READ_AHEAD,
+                    "plaintext bytes after the 220 to STARTTLS were discarded (they start at this offset)",
+                )
+                .at(Direction::ServerToClient, self.input_offset),
+            );
+        }
+        self.input_offset += n as u64;
+        self.input.clear();
+    }
+
+    /// Bytes after the session ended: one finding (however the bytes were cut), then ignored.
+    fn discard_trailing(&mut self) {
+        if self.input.is_empty() {
+            return;
+        }
+        if !self.trailing_seen {
+            self.trailing_seen = true;
+            let at = self.input_offset;
+            let f = Finding::new(
+                SMTP_REPLY_UNEXPECTED,
+                "bytes after the session ended (they start at this offset)",
+            )
+            .at(Direction::ServerToClient, at);
+            // Raised after `Finished`; the findings list has it, the event queue too.
+            self.findings.push(f.clone());
+            self.push_event(Event::FindingRaised(f));
+        }
+        self.input_offset += self.input.len() as u64;
+        self.input.clear();
     }
 
     fn push_event(&mut self, e: Event) {

@@ -110,12 +110,11 @@ impl Capabilities {
     pub fn keywords(&self) -> Vec<String> {
         self.extensions
             .iter()
-            .map(|e| {
-                if e.params.is_empty() {
-                    e.keyword.clone()
-                } else {
-                    format!("{} {}", e.keyword, e.params.join(" "))
-                }
+            .map(|e| match (e.params.is_empty(), e.keyword.ends_with('=')) {
+                (true, _) => e.keyword.clone(),
+                // `AUTH=PLAIN LOGIN`, as sent.
+                (false, true) => format!("{}{}", e.keyword, e.params.join(" ")),
+                (false, false) => format!("{} {}", e.keyword, e.params.join(" ")),
             })
             .collect()
     }
