@@ -12,6 +12,7 @@
 //! Nothing here parses mail protocols; the machines in `mailscope-proto` do.
 
 mod cert;
+pub mod certgen;
 mod connect;
 mod error;
 mod keylog;
