@@ -155,7 +155,118 @@ registry! {
     SMTP_CONNECTION_CLOSED = ("smtp.connection.closed", Error, "RFC 5321 §3.8",
         "The server closed the connection while a reply was due (crash, tarpit or a strict server dropping the session).");
     // -- SMTP server side (what a client did wrong; the sink) --
+    /// The client sent bytes before the server's greeting.
+    SMTP_CLIENT_PREGREET = ("smtp.client.pregreet", Error, "RFC 5321 §3.1, §4.3.1",
+        "The client talked before the server's greeting was sent; spam bots do this, and postscreen-style servers drop such clients.");
+    /// A transaction command before EHLO/HELO (or before a new EHLO after STARTTLS).
+    SMTP_CLIENT_COMMAND_BEFORE_EHLO = ("smtp.client.command-before-ehlo", Error, "RFC 5321 §4.1.4, RFC 3207 §4.2",
+        "The client sent MAIL, RCPT, DATA, BDAT, AUTH or STARTTLS before EHLO/HELO (or after STARTTLS without a new EHLO); the server refuses with 503.");
+    /// Commands pipelined although the server did not offer PIPELINING.
+    SMTP_CLIENT_PIPELINING_WITHOUT_EXTENSION = ("smtp.client.pipelining-without-extension", Error, "RFC 2920 §3, RFC 5321 §4.3",
+        "The client sent a command before the reply to the previous one although the server did not offer PIPELINING; servers that rely on lock-step may lose or misread it.");
+    /// A command sent without waiting for the reply to a command that must end a pipelined group.
+    SMTP_CLIENT_PIPELINING_AFTER_SYNC = ("smtp.client.pipelining-after-sync-command", Error, "RFC 2920 §3.1, RFC 4954 §4",
+        "The client sent more without waiting for the reply to EHLO, HELO, DATA, AUTH, QUIT, NOOP, VRFY or EXPN, which must end a pipelined group.");
+    /// Bytes pipelined after STARTTLS, before the TLS handshake (discarded).
+    SMTP_CLIENT_STARTTLS_PIPELINED = ("smtp.client.starttls-pipelined", Critical, "RFC 3207 §5, CVE-2011-0411 class",
+        "Plaintext bytes followed STARTTLS before the TLS handshake; they were discarded, never executed. A correct client never does this: it is a STARTTLS command injection attempt or a broken client.");
+    /// An unknown command.
+    SMTP_CLIENT_UNKNOWN_COMMAND = ("smtp.client.unknown-command", Warning, "RFC 5321 §4.2.4",
+        "The client sent a command the server does not know; it was answered 500 5.5.1.");
+    /// A known command with unusable or irregular arguments.
+    SMTP_CLIENT_COMMAND_SYNTAX = ("smtp.client.command-syntax", Error, "RFC 5321 §4.1",
+        "A command's arguments do not follow the RFC 5321 grammar (missing or extra arguments, bad parameter values, stray blanks).");
+    /// A command out of sequence.
+    SMTP_CLIENT_BAD_SEQUENCE = ("smtp.client.bad-sequence", Error, "RFC 5321 §4.1.4, §3.3",
+        "The client sent a command out of order (RCPT before MAIL, DATA before RCPT, a nested MAIL, AUTH twice...); it was answered 503 5.5.1.");
+    /// `MAIL FROM: <a>`: a blank after the colon.
+    SMTP_CLIENT_SPACE_AFTER_COLON = ("smtp.client.space-after-colon", Warning, "RFC 5321 §4.1.1.2, §4.1.1.3",
+        "MAIL FROM: or RCPT TO: is followed by a blank before the address; RFC 5321 has none, and strict servers (Postfix with strict_rfc821_envelopes) refuse it.");
+    /// A malformed reverse or forward path.
+    SMTP_CLIENT_ADDRESS_SYNTAX = ("smtp.client.address-syntax", Error, "RFC 5321 §4.1.2, §4.1.1.2",
+        "An envelope address is malformed (no angle brackets, blanks, bad local part or domain, source route, non-ASCII without SMTPUTF8).");
+    /// The EHLO/HELO argument is not a domain or address literal.
+    SMTP_CLIENT_HELO_SYNTAX = ("smtp.client.helo-syntax", Warning, "RFC 5321 §4.1.1.1, §2.3.5",
+        "The EHLO/HELO argument is not a valid domain or address literal; many receivers reject or score such clients.");
+    /// An extension (command or parameter) the server did not offer.
+    SMTP_CLIENT_EXTENSION_NOT_OFFERED = ("smtp.client.extension-not-offered", Error, "RFC 5321 §2.2.2, §4.1.1.11",
+        "The client used a service extension (a command or a MAIL/RCPT parameter) the server did not offer in this session.");
+    /// A server limit was reached (recipients, size, commands, line length, errors).
+    SMTP_CLIENT_LIMIT_EXCEEDED = ("smtp.client.limit-exceeded", Warning, "RFC 5321 §4.5.3, RFC 1870",
+        "The client went over one of the server's limits (recipients per message, message size, line length, commands or errors per session).");
+    /// The client closed the connection without QUIT.
+    SMTP_CLIENT_NO_QUIT = ("smtp.client.no-quit", Info, "RFC 5321 §4.1.1.10",
+        "The client closed the connection without sending QUIT.");
+    /// An end-of-data lookalike inside DATA (SMTP smuggling).
+    SMTP_DATA_SMUGGLING = ("smtp.data.smuggling", Critical, "RFC 5321 §4.5.2, §2.3.8; SMTP smuggling (2023)",
+        "The message data contains a sequence such as \\n.\\n or \\r\\n.\\n that some servers take as the end of data; here it is message text. A relay that passes it on lets a second, spoofed message be smuggled in.");
+    /// The message has no Date header.
+    MESSAGE_MISSING_DATE = ("message.missing-date", Error, "RFC 5322 §3.6",
+        "The message header has no Date field, which RFC 5322 requires (submission servers may add one; relays must not).");
+    /// The message has no From header.
+    MESSAGE_MISSING_FROM = ("message.missing-from", Error, "RFC 5322 §3.6, RFC 7489 §6.6.1",
+        "The message header has no From field, which RFC 5322 requires and DMARC needs.");
+    /// The message has no Message-ID header.
+    MESSAGE_MISSING_MESSAGE_ID = ("message.missing-message-id", Warning, "RFC 5322 §3.6.4",
+        "The message header has no Message-ID field; RFC 5322 says every message SHOULD have one, and spam filters penalise its absence.");
     // -- SMTP reply explainer (why mail was refused) --
+    /// The server greylisted the message (deferred a sender it had not seen before).
+    SMTP_REPLY_GREYLISTED = ("smtp.reply.greylisted", Info, "RFC 6647",
+        "The server greylisted the message: it defers senders it has not seen before, and a retry from the same IP after a few minutes normally succeeds.");
+    /// The receiver refused the message because SPF failed.
+    SMTP_REPLY_SPF_FAIL = ("smtp.reply.spf-fail", Error, "RFC 7208 §8.4, RFC 7372 (X.7.23, X.7.24)",
+        "The receiver refused the message because the sending IP is not authorised by the envelope sender domain's SPF record (or SPF could not be evaluated).");
+    /// The receiver refused the message because no acceptable DKIM signature verified.
+    SMTP_REPLY_DKIM_FAIL = ("smtp.reply.dkim-fail", Error, "RFC 6376 §6.1, RFC 7372 (X.7.20–X.7.22)",
+        "The receiver refused the message because it carries no valid DKIM signature it accepts (missing, broken, or not from the author's domain).");
+    /// The receiver refused the message because DMARC (sender authentication) failed.
+    SMTP_REPLY_DMARC_FAIL = ("smtp.reply.dmarc-fail", Error, "RFC 7489 §6.6, RFC 7372 (X.7.26)",
+        "The receiver refused the message because sender authentication failed: neither SPF nor DKIM passed aligned with the From: domain (DMARC, Gmail/Yahoo/Microsoft sender requirements).");
+    /// The sending IP or domain is on a blocklist the receiver uses.
+    SMTP_REPLY_BLOCKLISTED = ("smtp.reply.blocklisted", Error, "RFC 5782, RFC 6471",
+        "The receiver refused the sender because its IP address (or domain) is on a DNS blocklist or the receiver's own block list.");
+    /// The sending IP has no valid reverse DNS.
+    SMTP_REPLY_NO_REVERSE_DNS = ("smtp.reply.no-reverse-dns", Error, "RFC 7372 (X.7.25), RFC 8601 §2.7.3",
+        "The receiver refused the sender because its IP address has no PTR record, or the PTR name does not resolve back to the IP (forward-confirmed reverse DNS failed).");
+    /// The receiver is rate limiting or throttling the sender.
+    SMTP_REPLY_RATE_LIMITED = ("smtp.reply.rate-limited", Warning, "RFC 5321 §4.5.4.1, RFC 3463 §3.8",
+        "The receiver is limiting how fast it accepts mail from this sender (volume, complaints or reputation); retrying later and slower usually works.");
+    /// The recipient's mailbox is full.
+    SMTP_REPLY_MAILBOX_FULL = ("smtp.reply.mailbox-full", Warning, "RFC 3463 §3.3 (X.2.2)",
+        "The recipient's mailbox is over its quota; only the recipient can free space.");
+    /// The recipient address does not exist.
+    SMTP_REPLY_UNKNOWN_USER = ("smtp.reply.unknown-user", Error, "RFC 3463 §3.2 (X.1.1), RFC 5321 §4.2.3",
+        "The recipient address does not exist at the receiving server.");
+    /// The server refused to relay.
+    SMTP_REPLY_RELAY_DENIED = ("smtp.reply.relay-denied", Error, "RFC 5321 §3.6.2, RFC 2505 §2",
+        "The server is not the destination for the recipient's domain and refuses to relay for an unauthenticated client.");
+    /// The server requires TLS first.
+    SMTP_REPLY_TLS_REQUIRED = ("smtp.reply.tls-required", Error, "RFC 3207 §4, RFC 4954 §6 (X.7.11), RFC 8689 (X.7.30)",
+        "The server refused because the connection is not encrypted: it requires STARTTLS (or implicit TLS) first.");
+    /// The server requires authentication first.
+    SMTP_REPLY_AUTH_REQUIRED = ("smtp.reply.auth-required", Error, "RFC 4954 §6 (530 5.7.0)",
+        "The server requires the client to authenticate (AUTH) before it accepts this command.");
+    /// Authentication was refused.
+    SMTP_REPLY_AUTH_FAILED = ("smtp.reply.auth-failed", Error, "RFC 4954 §6 (535 5.7.8), RFC 5248 (X.7.13)",
+        "Authentication failed: the credentials, the mechanism or the account were refused.");
+    /// The message is too big.
+    SMTP_REPLY_MESSAGE_TOO_BIG = ("smtp.reply.message-too-big", Error, "RFC 1870 §6, RFC 3463 §3.4 (X.3.4)",
+        "The message is larger than the server (or the mailbox) accepts; compare with the SIZE it advertises.");
+    /// The content was judged spam or otherwise refused.
+    SMTP_REPLY_CONTENT_REJECTED = ("smtp.reply.content-rejected", Error, "RFC 3463 §3.8 (X.7.1)",
+        "The receiver refused the message because of its content (judged spam, phishing or malware, or against its policy).");
+    /// The server refused a bare LF.
+    SMTP_REPLY_BARE_LF_REFUSED = ("smtp.reply.bare-lf-refused", Error, "RFC 5321 §2.3.8, §4.1.1.4",
+        "The server refused the message (or command) because it contains an LF without CR; send CRLF line ends.");
+    /// The domain publishes a null MX.
+    SMTP_REPLY_NULL_MX = ("smtp.reply.null-mx", Error, "RFC 7505 §4 (X.1.10, X.7.27)",
+        "The sender's or recipient's domain publishes a null MX (MX 0 .): it neither accepts mail nor can receive bounces.");
+    /// Too many recipients in one transaction.
+    SMTP_REPLY_TOO_MANY_RECIPIENTS = ("smtp.reply.too-many-recipients", Warning, "RFC 5321 §4.5.3.1.10, RFC 3463 §3.6 (X.5.3)",
+        "The server accepts no more recipients in this transaction; send the rest in another transaction.");
+    /// An enhanced status code that is not in the IANA registry.
+    SMTP_REPLY_UNKNOWN_ENHANCED_CODE = ("smtp.reply.unknown-enhanced-code", Info, "RFC 3463 §2, RFC 5248 §2 (IANA registry)",
+        "The reply carries an enhanced status code that is not registered at IANA (a vendor's own code); its meaning is the vendor's.");
     /// The certificate chain does not lead to a trusted root.
     TLS_CERT_UNKNOWN_ISSUER = ("tls.cert.unknown-issuer", Error, "RFC 5280 §6, RFC 7817",
         "The server's certificate chain does not lead to a trusted root (self-signed, private CA or missing intermediate).");
