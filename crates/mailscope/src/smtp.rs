@@ -443,6 +443,32 @@ fn on_event(rep: &mut Reporter, st: &mut SummaryState, c: &Client, ev: DriverEve
                 } => {
                     rep.event("data_sent", at, json!({ "offset": offset, "length": content_len, "raw": raw, "terminator": terminator }));
                 }
+                Event::ReplyExplained {
+                    command,
+                    explanation: e,
+                } => {
+                    rep.note(at, &format!("why: {}", e.summary));
+                    for n in &e.next {
+                        rep.note(at, &format!("  check next: {n}"));
+                    }
+                    rep.event(
+                    "reply_explained",
+                    at,
+                    json!({
+                        "command": command,
+                        "class": format!("{:?}", e.class).to_ascii_lowercase(),
+                        "enhanced_code": e.enhanced.as_ref().map(|(c, _)| c.to_string()),
+                        "enhanced_meaning": e.enhanced.as_ref().map(|(_, i)| i.title),
+                        "category": e.category.map(|c| format!("{c:?}")),
+                        "categories": e.categories.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>(),
+                        "summary": e.summary,
+                        "next": e.next,
+                        "ip": e.ip.map(|ip| ip.to_string()),
+                        "blocklist": e.blocklist.as_ref().map(|b| json!({ "name": b.name, "url": b.url })),
+                        "links": e.links,
+                    }),
+                );
+                }
                 Event::FindingRaised(f) => rep.finding(at, &f),
                 Event::Note(n) => rep.note(at, &n),
                 Event::Finished(outcome) => {
@@ -655,8 +681,12 @@ fn summary(rep: &mut Reporter, st: &SummaryState, c: &Client, host: &str, port: 
     for f in rep.findings() {
         counts[f.severity as usize] += 1;
     }
-    let mut ids: Vec<&str> = rep.findings().iter().map(|f| f.kind.id).collect();
-    ids.dedup();
+    let mut ids: Vec<&str> = Vec::new();
+    for f in rep.findings() {
+        if !ids.contains(&f.kind.id) {
+            ids.push(f.kind.id);
+        }
+    }
     lines.push(format!(
         "  findings    {} critical, {} error, {} warning, {} info{}",
         counts[3],

@@ -1199,9 +1199,15 @@ fn seed_000_raw_human_output() {
         "{}",
         run.ctx()
     );
+    let summary_findings = run
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("findings "))
+        .unwrap_or_default();
     assert!(
-        run.stdout.contains("(smtp.data.bare-lf)"),
-        "summary lacks the finding id\n{}",
+        summary_findings.contains("smtp.data.bare-lf")
+            && summary_findings.contains("smtp.reply.bare-lf-refused"),
+        "summary lacks the finding ids\n{}",
         run.ctx()
     );
 }

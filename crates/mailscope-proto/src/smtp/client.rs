@@ -31,6 +31,7 @@ use crate::sasl::{ClientSession, Credentials, Mechanism};
 use crate::smtp::command::{Command, lint_command_line};
 use crate::smtp::data::{PreparedData, has_8bit, lint_data};
 use crate::smtp::ehlo::Capabilities;
+use crate::smtp::explain::{Context, Explanation, explain};
 use crate::smtp::reply::{Decoded, Reply, ReplyLimits, decode_reply};
 use crate::transcript::{Direction, Redaction, Timestamp, Transcript};
 
@@ -303,6 +304,14 @@ pub enum Event {
         raw: bool,
         /// The terminator appended, escaped (`\r\n.\r\n` or `.\r\n`).
         terminator: &'static str,
+    },
+    /// Why a reply refused (4xx/5xx): its meaning, the refusal it looks like, and what to
+    /// check next. Its findings are raised as [`Event::FindingRaised`] too.
+    ReplyExplained {
+        /// Verb of the command answered, or `None` for the greeting.
+        command: Option<&'static str>,
+        /// The explanation.
+        explanation: Box<Explanation>,
     },
     /// A deviation.
     FindingRaised(Finding),
@@ -665,6 +674,28 @@ impl Client {
             offset,
             latency_us: self.now.micros_since(self.waiting_since),
         });
+        if matches!(reply.class(), 4 | 5) {
+            let context = match &state {
+                State::ExpectGreeting => Context::Greeting,
+                State::ExpectHelloReply { .. } => Context::Ehlo,
+                State::ExpectStartTlsReply => Context::StartTls,
+                State::ExpectAuthReply(_) => Context::Auth,
+                State::ExpectMailReply => Context::Mail,
+                State::ExpectRcptReply { .. } => Context::Rcpt,
+                State::ExpectDataReply => Context::Data,
+                State::ExpectDataEndReply => Context::EndOfData,
+                State::ExpectQuitReply { .. } => Context::Quit,
+                State::AwaitTls | State::Done => Context::Other,
+            };
+            let explanation = explain(&reply, context);
+            for f in &explanation.findings {
+                self.raise(f.clone().at(Direction::ServerToClient, offset));
+            }
+            self.push_event(Event::ReplyExplained {
+                command,
+                explanation: Box::new(explanation),
+            });
+        }
         match state {
             State::ExpectGreeting => {
                 if reply.code != 220 {
