@@ -68,7 +68,23 @@ pub enum Command {
     Smtp(Box<crate::smtp::SmtpArgs>),
     /// Start the loopback test peers (scripts/peers) and run the seed-000 reproduction:
     /// a message with bare LFs, sent raw and then normalised, to a strict Postfix.
+    #[command(after_help = "Examples:
+  mailscope demo
+  mailscope demo --no-start    # the peers already run")]
     Demo(DemoArgs),
+    /// SASL by hand: the AUTH lines to type for PLAIN, LOGIN, CRAM-MD5, SCRAM, XOAUTH2 and
+    /// OAUTHBEARER, or an explanation of a captured exchange.
+    #[command(after_help = crate::sasl_cmd::SASL_EXAMPLES)]
+    Sasl(crate::sasl_cmd::SaslArgs),
+    /// Binary-safe base64: encode and decode files byte for byte.
+    #[command(after_help = crate::base64_cmd::BASE64_EXAMPLES)]
+    Base64(crate::base64_cmd::Base64Args),
+    /// Shell completions for bash, zsh, fish, elvish or PowerShell, on stdout.
+    #[command(after_help = crate::completions::COMPLETIONS_EXAMPLES)]
+    Completions(crate::completions::CompletionsArgs),
+    /// Man pages, generated from the same definitions as --help.
+    #[command(after_help = crate::completions::MAN_EXAMPLES)]
+    Man(crate::completions::ManArgs),
 }
 
 #[derive(Debug, Args)]

@@ -42,24 +42,42 @@ pub fn effective_args(args: Vec<OsString>) -> Result<Vec<OsString>> {
     if args.iter().any(|a| a == "--no-config") {
         return Ok(args);
     }
-    // The subcommand is the first argument that names one.
-    let Some(pos) = args
-        .iter()
-        .position(|a| DEFAULTABLE.iter().any(|(c, _, _)| a == c))
-    else {
+    let file = load_file()?;
+    apply_defaults(args, |name| std::env::var(name).ok(), file.as_ref())
+}
+
+/// The position of the subcommand: the first argument that is not an option (global options
+/// before it are flags, except `--fail-on VALUE`).
+fn subcommand_position(args: &[OsString]) -> Option<usize> {
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if a == "--fail-on" {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            return Some(i);
+        }
+    }
+    None
+}
+
+fn apply_defaults(
+    args: Vec<OsString>,
+    env: impl Fn(&str) -> Option<String>,
+    file: Option<&toml::Table>,
+) -> Result<Vec<OsString>> {
+    let Some(pos) = subcommand_position(&args) else {
         return Ok(args);
     };
     let sub = args[pos].to_string_lossy().into_owned();
-    let file = load_file()?;
     let mut inserted: Vec<OsString> = Vec::new();
     for (cmd, opt, takes_value) in DEFAULTABLE.iter().filter(|(c, _, _)| *c == sub) {
         let env_name = format!("MAILSCOPE_{}", opt.to_ascii_uppercase().replace('-', "_"));
-        let value = match std::env::var(&env_name) {
-            Ok(v) => Some(v),
-            Err(_) => file
-                .as_ref()
-                .and_then(|t| lookup(t, cmd, opt))
-                .transpose()?,
+        let value = match env(&env_name) {
+            Some(v) => Some(v),
+            None => file.and_then(|t| lookup(t, cmd, opt)).transpose()?,
         };
         let Some(value) = value else { continue };
         if *takes_value {
@@ -114,4 +132,74 @@ fn lookup(table: &toml::Table, cmd: &str, opt: &str) -> Option<Result<String>> {
             "config key [{cmd}] {opt} has an unsupported type: {other}"
         )),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "MAILSCOPE_SERVER" => Some("mx.example.test".into()),
+            "MAILSCOPE_TLS" => Some("true".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn defaults_go_right_after_the_subcommand() {
+        let got = apply_defaults(
+            args(&["mailscope", "--json", "smtp", "--to", "a@b"]),
+            env,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            args(&[
+                "mailscope",
+                "--json",
+                "smtp",
+                "--server",
+                "mx.example.test",
+                "--tls",
+                "--to",
+                "a@b"
+            ])
+        );
+        let file: toml::Table = "[smtp]\nhelo = \"client.example.test\"\nserver = \"ignored\"\n"
+            .parse()
+            .unwrap();
+        let got = apply_defaults(args(&["mailscope", "smtp"]), env, Some(&file)).unwrap();
+        assert!(
+            got.contains(&"client.example.test".into()) && got.contains(&"mx.example.test".into())
+        );
+        assert!(
+            !got.contains(&"ignored".into()),
+            "the environment wins over the file"
+        );
+    }
+
+    #[test]
+    fn the_subcommand_is_the_first_non_option() {
+        // `smtp` as an option's value of another subcommand must not get smtp defaults.
+        let a = args(&["mailscope", "sasl", "plain", "--user", "smtp"]);
+        assert_eq!(apply_defaults(a.clone(), env, None).unwrap(), a);
+        let a = args(&["mailscope", "--fail-on", "smtp", "base64"]);
+        assert_eq!(apply_defaults(a.clone(), env, None).unwrap(), a);
+    }
+
+    #[test]
+    fn bad_boolean_is_an_error() {
+        let e = apply_defaults(
+            args(&["mailscope", "smtp"]),
+            |n| (n == "MAILSCOPE_TLS").then(|| "maybe".into()),
+            None,
+        );
+        assert!(e.unwrap_err().to_string().contains("must be true or false"));
+    }
 }

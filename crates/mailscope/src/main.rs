@@ -1,10 +1,13 @@
 //! The `mailscope` binary: CLI, config, output and exit codes. Protocol logic lives in
 //! mailscope-proto, I/O in mailscope-net.
 
+mod base64_cmd;
 mod cli;
+mod completions;
 mod config;
 mod demo;
 mod output;
+mod sasl_cmd;
 mod smtp;
 
 use std::process;
@@ -87,6 +90,10 @@ fn main() {
         match &cli.command {
             cli::Command::Smtp(args) => smtp::run(&cli.global, args).await,
             cli::Command::Demo(args) => demo::run(&cli.global, args).await,
+            cli::Command::Sasl(args) => sasl_cmd::run(&cli.global, args),
+            cli::Command::Base64(args) => base64_cmd::run(&cli.global, args),
+            cli::Command::Completions(args) => completions::run_completions(&cli.global, args),
+            cli::Command::Man(args) => completions::run_man(&cli.global, args),
         }
     });
     match result {

@@ -19,6 +19,7 @@
 
 mod client;
 mod explain;
+pub mod oauth;
 mod scram;
 mod server;
 #[cfg(test)]
