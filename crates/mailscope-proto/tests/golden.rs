@@ -582,6 +582,17 @@ fn render_event(client: &Client, e: &Event) -> String {
                     .unwrap_or_default()
             ),
         },
+        Event::ReplyExplained {
+            command,
+            explanation,
+        } => format!(
+            "explained {} {:?} {:?}: {} | next: {}",
+            command.unwrap_or("greeting"),
+            explanation.class,
+            explanation.categories,
+            explanation.summary,
+            explanation.next.join(" | ")
+        ),
         // `Event` may grow; render new variants visibly rather than fail to compile.
         #[allow(unreachable_patterns)]
         other => format!("event {other:?}"),

@@ -880,7 +880,7 @@ pub static RULES: &[Rule] = &[
         transient_only: false,
         what: "the server refuses a line that ends in LF without CR",
         next: &[
-            "Send CRLF line ends: mailscope normalises the message by default; a raw file (--data @file with --no-data-fixup) keeps its bare LFs",
+            "Send CRLF line ends: mailscope normalises the message by default; only `--raw` sends a file's bare LFs unchanged",
             "Find them: `mailscope smtp ... --data @FILE` reports each one as smtp.data.bare-lf",
         ],
     },

@@ -6,6 +6,9 @@
 //! - [`command`]: command encoders and command-line lints.
 //! - [`data`]: DATA preparation (normalised and dot-stuffed, or raw) and DATA lints.
 //! - [`client`]: the client state machine.
+//! - [`request`]: the server's command parser (every byte kept, deviations as findings).
+//! - [`receiver`]: DATA and BDAT receivers (exact end of data, smuggling detection).
+//! - [`server`]: the server state machine (the sink).
 //! - [`explain`]: why a reply refused: enhanced status codes, well-known refusal texts.
 
 pub mod client;
@@ -13,9 +16,14 @@ pub mod command;
 pub mod data;
 pub mod ehlo;
 pub mod explain;
+pub mod receiver;
 pub mod reply;
+pub mod request;
+pub mod server;
 
 #[cfg(test)]
 mod client_tests;
 #[cfg(test)]
 mod explain_tests;
+#[cfg(test)]
+mod server_tests;
