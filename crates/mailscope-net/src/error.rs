@@ -53,6 +53,15 @@ pub enum NetError {
         /// The budget that ran out.
         after: Duration,
     },
+    /// A listener could not be opened (address in use, no permission, no such address).
+    #[error("cannot listen on {listener}: {source}")]
+    Listen {
+        /// The listener, as `scheme://addr:port`.
+        listener: String,
+        /// The socket error.
+        #[source]
+        source: io::Error,
+    },
     /// Any other socket error while connecting to one address.
     #[error("cannot connect to {addr}: {source}")]
     Connect {

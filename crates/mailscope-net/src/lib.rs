@@ -17,6 +17,7 @@ mod connect;
 mod error;
 mod keylog;
 mod resolver;
+pub mod server;
 pub mod smtp;
 mod stream;
 mod tls;
@@ -34,4 +35,5 @@ pub use tls::{
 
 /// Re-exported so callers name the same versions we build on.
 pub use hickory_resolver::TokioResolver;
+pub use rustls::ServerConfig;
 pub use tokio_rustls::client::TlsStream;

@@ -66,12 +66,14 @@ pub enum Command {
     /// byte with findings.
     #[command(after_help = crate::smtp::SMTP_EXAMPLES)]
     Smtp(Box<crate::smtp::SmtpArgs>),
-    /// Start the loopback test peers (scripts/peers) and run the seed-000 reproduction:
-    /// a message with bare LFs, sent raw and then normalised, to a strict Postfix.
-    #[command(after_help = "Examples:
-  mailscope demo
-  mailscope demo --no-start    # the peers already run")]
-    Demo(DemoArgs),
+    /// A fake mail server for testing senders: accepts (or refuses, on purpose), stores
+    /// crash-safely, and shows what the client did wrong.
+    #[command(after_help = crate::sink::SINK_EXAMPLES)]
+    Sink(Box<crate::sink::SinkArgs>),
+    /// The main job in one command: a sink on loopback, a STARTTLS + AUTH transaction
+    /// against it, and seed 000's bare-LF message sent raw, with what the sink found.
+    #[command(after_help = crate::demo::DEMO_EXAMPLES)]
+    Demo(crate::demo::DemoArgs),
     /// SASL by hand: the AUTH lines to type for PLAIN, LOGIN, CRAM-MD5, SCRAM, XOAUTH2 and
     /// OAUTHBEARER, or an explanation of a captured exchange.
     #[command(after_help = crate::sasl_cmd::SASL_EXAMPLES)]
@@ -85,11 +87,4 @@ pub enum Command {
     /// Man pages, generated from the same definitions as --help.
     #[command(after_help = crate::completions::MAN_EXAMPLES)]
     Man(crate::completions::ManArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Do not start the peers (they already run).
-    #[arg(long)]
-    pub no_start: bool,
 }

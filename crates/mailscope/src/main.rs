@@ -8,6 +8,7 @@ mod config;
 mod demo;
 mod output;
 mod sasl_cmd;
+mod sink;
 mod smtp;
 
 use std::process;
@@ -90,6 +91,7 @@ fn main() {
         match &cli.command {
             cli::Command::Smtp(args) => smtp::run(&cli.global, args).await,
             cli::Command::Demo(args) => demo::run(&cli.global, args).await,
+            cli::Command::Sink(args) => sink::run(&cli.global, args).await,
             cli::Command::Sasl(args) => sasl_cmd::run(&cli.global, args),
             cli::Command::Base64(args) => base64_cmd::run(&cli.global, args),
             cli::Command::Completions(args) => completions::run_completions(&cli.global, args),

@@ -1,0 +1,505 @@
+//! The async driver for the SMTP server machine (the sink): listeners, connection limits with
+//! eviction of idle connections, implicit TLS and STARTTLS, and one task per connection that
+//! feeds bytes to a [`Server`] machine and writes what it wants sent. No SMTP is parsed here.
+//!
+//! Connection limits: at most `max_connections` at once and `max_per_ip` from one address.
+//! When the total is reached, the connection that has been idle longest is told `421` and
+//! closed to make room, so a thousand idle connections from one address never lock out a new
+//! client. A client over its per-address limit gets `421 4.7.0` at once.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mailscope_proto::smtp::server::{CloseReason, Event, ReceivedMessage, Server};
+use rustls::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::error::NetError;
+use crate::smtp::now;
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListenerKind {
+    /// SMTP with STARTTLS (port 25 style).
+    Smtp,
+    /// Submission with STARTTLS (port 587 style).
+    Submission,
+    /// Submission over implicit TLS (port 465 style).
+    Submissions,
+    /// LMTP.
+    Lmtp,
+}
+
+impl ListenerKind {
+    /// The URL scheme.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            ListenerKind::Smtp => "smtp",
+            ListenerKind::Submission => "submission",
+            ListenerKind::Submissions => "submissions",
+            ListenerKind::Lmtp => "lmtp",
+        }
+    }
+
+    /// Whether TLS starts with the first byte.
+    pub fn implicit_tls(self) -> bool {
+        self == ListenerKind::Submissions
+    }
+}
+
+/// One listener: `smtp://127.0.0.1:2525`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// What it speaks.
+    pub kind: ListenerKind,
+    /// Where.
+    pub addr: SocketAddr,
+}
+
+impl ListenerSpec {
+    /// Parses `[scheme://]ADDR:PORT`; the scheme defaults to `smtp`. IPv6 as `[::1]:2525`.
+    pub fn parse(s: &str) -> Result<ListenerSpec, NetError> {
+        let (kind, rest) = match s.split_once("://") {
+            Some((scheme, rest)) => {
+                let kind = match scheme.to_ascii_lowercase().as_str() {
+                    "smtp" => ListenerKind::Smtp,
+                    "submission" => ListenerKind::Submission,
+                    "submissions" | "smtps" => ListenerKind::Submissions,
+                    "lmtp" => ListenerKind::Lmtp,
+                    other => {
+                        return Err(NetError::InvalidAddress {
+                            input: s.to_string(),
+                            reason: format!(
+                                "unknown listener kind {other:?} (smtp, submission, submissions, lmtp)"
+                            ),
+                        });
+                    }
+                };
+                (kind, rest)
+            }
+            None => (ListenerKind::Smtp, s),
+        };
+        let addr = rest
+            .parse::<SocketAddr>()
+            .map_err(|e| NetError::InvalidAddress {
+                input: s.to_string(),
+                reason: format!("expected ADDR:PORT such as 127.0.0.1:2525 or [::1]:2525 ({e})"),
+            })?;
+        Ok(ListenerSpec { kind, addr })
+    }
+}
+
+impl std::fmt::Display for ListenerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.kind.scheme(), self.addr)
+    }
+}
+
+/// Limits on connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Connections at once (default 1000).
+    pub max_connections: usize,
+    /// Connections at once from one address (default 100).
+    pub max_per_ip: usize,
+    /// Budget for a TLS handshake (default 30 s).
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1000,
+            max_per_ip: 100,
+            tls_handshake_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Facts about one accepted connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// Unique per process run.
+    pub id: u64,
+    /// The listener it came in on.
+    pub listener: ListenerSpec,
+    /// The client.
+    pub peer: SocketAddr,
+    /// Our side.
+    pub local: SocketAddr,
+}
+
+/// What the front end does with sessions. One value serves every connection.
+pub trait SessionHandler: Send + Sync + 'static {
+    /// A machine for a new connection.
+    fn new_session(&self, conn: &ConnInfo) -> Server;
+    /// Stores a message the machine accepted (called only with `confirm_storage`); returns a
+    /// queue id for the 250 reply, or why storing failed (the client gets 451).
+    fn store(
+        &self,
+        conn: &ConnInfo,
+        server: &Server,
+        message: &ReceivedMessage,
+    ) -> impl Future<Output = Result<String, String>> + Send;
+    /// Every machine event, with the machine as it is right after (for its transcript).
+    fn on_event(&self, conn: &ConnInfo, server: &Server, event: &Event);
+    /// A TLS handshake finished (`Ok(version and suite)`) or failed.
+    fn on_tls(&self, conn: &ConnInfo, result: Result<String, String>);
+    /// The connection is gone.
+    fn on_closed(&self, conn: &ConnInfo, server: &Server, reason: Option<CloseReason>);
+    /// A connection was refused or evicted before or outside a session (limits).
+    fn on_refused(&self, peer: SocketAddr, why: &str);
+}
+
+struct Slot {
+    ip: IpAddr,
+    last_active: Instant,
+    evict: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct Registry {
+    slots: HashMap<u64, Slot>,
+}
+
+/// Binds every listener (failing early with a clear error), then serves until `shutdown`
+/// resolves. Returns the bound addresses through `on_bound` before serving (port 0 works).
+pub async fn serve<H: SessionHandler>(
+    specs: &[ListenerSpec],
+    tls: Option<Arc<ServerConfig>>,
+    limits: ConnectionLimits,
+    handler: Arc<H>,
+    on_bound: impl FnOnce(&[ListenerSpec]),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NetError> {
+    let mut listeners = Vec::new();
+    let mut bound = Vec::new();
+    for spec in specs {
+        if spec.kind.implicit_tls() && tls.is_none() {
+            return Err(NetError::TlsConfig(format!(
+                "{spec} needs a TLS certificate"
+            )));
+        }
+        let l = TcpListener::bind(spec.addr)
+            .await
+            .map_err(|source| NetError::Listen {
+                listener: spec.to_string(),
+                source,
+            })?;
+        let addr = l.local_addr().unwrap_or(spec.addr);
+        let spec = ListenerSpec {
+            kind: spec.kind,
+            addr,
+        };
+        bound.push(spec);
+        listeners.push((spec, l));
+    }
+    on_bound(&bound);
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let ids = Arc::new(AtomicU64::new(1));
+    let acceptor = tls.map(TlsAcceptor::from);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (spec, listener) in listeners {
+        let registry = registry.clone();
+        let ids = ids.clone();
+        let handler = handler.clone();
+        let acceptor = acceptor.clone();
+        tasks.spawn(async move {
+            loop {
+                let Ok((tcp, peer)) = listener.accept().await else {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                let id = ids.fetch_add(1, Ordering::Relaxed);
+                let Some(evict) = admit(&registry, id, peer, &limits, handler.as_ref()) else {
+                    tokio::spawn(refuse(tcp, spec.kind.implicit_tls()));
+                    continue;
+                };
+                let local = tcp.local_addr().unwrap_or(spec.addr);
+                let conn = ConnInfo {
+                    id,
+                    listener: spec,
+                    peer,
+                    local,
+                };
+                let registry = registry.clone();
+                let handler = handler.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    run_connection(
+                        conn,
+                        tcp,
+                        acceptor,
+                        limits,
+                        handler,
+                        registry.clone(),
+                        evict,
+                    )
+                    .await;
+                    if let Ok(mut r) = registry.lock() {
+                        r.slots.remove(&id);
+                    }
+                });
+            }
+        });
+    }
+    shutdown.await;
+    tasks.abort_all();
+    Ok(())
+}
+
+/// Registers a connection, evicting the longest-idle one when full; `None` refuses it.
+fn admit<H: SessionHandler>(
+    registry: &Mutex<Registry>,
+    id: u64,
+    peer: SocketAddr,
+    limits: &ConnectionLimits,
+    handler: &H,
+) -> Option<Arc<Notify>> {
+    let mut r = registry.lock().ok()?;
+    let from_ip = r.slots.values().filter(|s| s.ip == peer.ip()).count();
+    if from_ip >= limits.max_per_ip {
+        handler.on_refused(
+            peer,
+            &format!(
+                "{from_ip} connections from {} already (limit {})",
+                peer.ip(),
+                limits.max_per_ip
+            ),
+        );
+        return None;
+    }
+    if r.slots.len() >= limits.max_connections {
+        // Evict the longest-idle connection, preferring the address with the most.
+        let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
+        for s in r.slots.values() {
+            *per_ip.entry(s.ip).or_default() += 1;
+        }
+        let victim = r
+            .slots
+            .iter()
+            .max_by_key(|(_, s)| {
+                (
+                    per_ip.get(&s.ip).copied().unwrap_or(0),
+                    std::cmp::Reverse(s.last_active),
+                )
+            })
+            .map(|(k, _)| *k);
+        if let Some(v) = victim.and_then(|v| r.slots.remove(&v)) {
+            v.evict.notify_one();
+            handler.on_refused(
+                peer,
+                &format!(
+                    "connection limit {} reached: evicted an idle connection from {}",
+                    limits.max_connections, v.ip
+                ),
+            );
+        }
+    }
+    let evict = Arc::new(Notify::new());
+    r.slots.insert(
+        id,
+        Slot {
+            ip: peer.ip(),
+            last_active: Instant::now(),
+            evict: evict.clone(),
+        },
+    );
+    Some(evict)
+}
+
+async fn refuse(mut tcp: TcpStream, implicit_tls: bool) {
+    if !implicit_tls {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            tcp.write_all(b"421 4.7.0 Too many connections from your address, try again later\r\n"),
+        )
+        .await;
+    }
+    let _ = tcp.shutdown().await;
+}
+
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf).await,
+            Conn::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
+            Conn::Tls(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = match self {
+            Conn::Plain(s) => s.shutdown().await,
+            Conn::Tls(s) => s.shutdown().await,
+        };
+    }
+}
+
+async fn tls_accept(
+    acceptor: &Option<TlsAcceptor>,
+    tcp: TcpStream,
+    timeout: Duration,
+) -> Result<Conn, String> {
+    let Some(a) = acceptor else {
+        return Err("no TLS certificate configured".into());
+    };
+    match tokio::time::timeout(timeout, a.accept(tcp)).await {
+        Ok(Ok(s)) => Ok(Conn::Tls(Box::new(s))),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "TLS handshake timed out after {}s",
+            timeout.as_secs()
+        )),
+    }
+}
+
+fn tls_summary(c: &Conn) -> String {
+    match c {
+        Conn::Tls(s) => {
+            let conn = s.get_ref().1;
+            let version = match conn.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+                Some(v) => format!("{v:?}"),
+                None => "TLS".to_string(),
+            };
+            let suite = conn
+                .negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite()))
+                .unwrap_or_default();
+            format!("{version} {suite}")
+        }
+        Conn::Plain(_) => String::new(),
+    }
+}
+
+async fn run_connection<H: SessionHandler>(
+    conn: ConnInfo,
+    tcp: TcpStream,
+    acceptor: Option<TlsAcceptor>,
+    limits: ConnectionLimits,
+    handler: Arc<H>,
+    registry: Arc<Mutex<Registry>>,
+    evict: Arc<Notify>,
+) {
+    let mut server = handler.new_session(&conn);
+    let first = if conn.listener.kind.implicit_tls() {
+        match tls_accept(&acceptor, tcp, limits.tls_handshake_timeout).await {
+            Ok(s) => {
+                handler.on_tls(&conn, Ok(tls_summary(&s)));
+                s
+            }
+            Err(e) => {
+                handler.on_tls(&conn, Err(e));
+                handler.on_closed(&conn, &server, Some(CloseReason::TlsFailed));
+                return;
+            }
+        }
+    } else {
+        Conn::Plain(tcp)
+    };
+    server.start(now());
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::new();
+    let mut reason = None;
+    let mut stream = Some(first);
+    'session: loop {
+        out.clear();
+        while server.poll_transmit(&mut out) {}
+        if let Some(s) = stream.as_mut().filter(|_| !out.is_empty())
+            && s.write_all(&out).await.is_err()
+        {
+            server.handle_eof(now());
+        }
+        while let Some(ev) = server.poll_event() {
+            handler.on_event(&conn, &server, &ev);
+            match ev {
+                Event::StartTlsRequested => {
+                    // The 220 went out above; the machine discards anything read ahead.
+                    let Some(Conn::Plain(tcp)) = stream.take() else {
+                        server.handle_tls_failed(now(), "TLS is already on");
+                        continue;
+                    };
+                    match tls_accept(&acceptor, tcp, limits.tls_handshake_timeout).await {
+                        Ok(s) => {
+                            handler.on_tls(&conn, Ok(tls_summary(&s)));
+                            stream = Some(s);
+                            server.handle_tls_established(now());
+                        }
+                        Err(e) => {
+                            handler.on_tls(&conn, Err(e.clone()));
+                            server.handle_tls_failed(now(), &e);
+                        }
+                    }
+                }
+                Event::MessageReceived(m) if server.confirms_storage() => {
+                    let result = handler.store(&conn, &server, &m).await;
+                    server.handle_message_stored(now(), result);
+                }
+                Event::Closed(r) => reason = Some(r),
+                _ => {}
+            }
+        }
+        if server.has_pending_output() {
+            continue;
+        }
+        if server.is_closed() {
+            break 'session;
+        }
+        let Some(s) = stream.as_mut() else {
+            server.handle_eof(now());
+            continue;
+        };
+        let wait = server
+            .poll_timeout()
+            .map(|t| Duration::from_micros(t.0.saturating_sub(now().0)))
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            r = s.read(&mut buf) => match r {
+                Ok(0) | Err(_) => server.handle_eof(now()),
+                Ok(n) => {
+                    if let Ok(mut reg) = registry.lock()
+                        && let Some(slot) = reg.slots.get_mut(&conn.id)
+                    {
+                        slot.last_active = Instant::now();
+                    }
+                    server.handle_input(now(), &buf[..n]);
+                }
+            },
+            () = tokio::time::sleep(wait) => server.handle_timeout(now()),
+            () = evict.notified() => server.handle_evicted(now()),
+        }
+    }
+    if let Some(s) = stream.as_mut() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), s.shutdown()).await;
+    }
+    handler.on_closed(&conn, &server, reason);
+}
