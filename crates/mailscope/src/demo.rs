@@ -104,7 +104,7 @@ fn sink_demo(global: &GlobalArgs) -> Result<ExitCode> {
     let mut codes = Vec::new();
     let runs: [(&str, Vec<String>); 2] = [
         (
-            "1. a complete transaction: STARTTLS (certificate verified against the sink's CA), AUTH with the best mechanism offered, a message",
+            "1. a complete transaction: STARTTLS (certificate verified against the sink's CA), AUTH with the best mechanism offered, swaks' default test message",
             vec![
                 "--tls".into(),
                 "--tls-ca-path".into(),
@@ -112,9 +112,10 @@ fn sink_demo(global: &GlobalArgs) -> Result<ExitCode> {
                 "--auth".into(),
                 "--auth-user".into(),
                 "demo@example.test".into(),
-                "--data".into(),
-                "Subject: mailscope demo\\nFrom: demo@example.test\\n\\nHello from mailscope."
-                    .into(),
+                "--header".into(),
+                "Subject: mailscope demo".into(),
+                "--body".into(),
+                "Hello from mailscope.".into(),
             ],
         ),
         (

@@ -6,6 +6,7 @@ mod cli;
 mod completions;
 mod config;
 mod demo;
+mod message;
 mod output;
 mod sasl_cmd;
 mod sink;

@@ -25,6 +25,7 @@ use mailscope_proto::transcript::{RenderOptions, Role};
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
+use crate::message::{Attachment, MessageSpec};
 use crate::output::{Reporter, finding_json, ms};
 use crate::{ExitCode, random_hex};
 
@@ -105,8 +106,20 @@ pub struct SmtpArgs {
     pub data: Option<String>,
     /// Send the --data bytes unchanged (bare LFs and lone dots included), then \r\n.\r\n,
     /// or only .\r\n if they already end in CRLF.
-    #[arg(long, requires = "data")]
+    #[arg(long, visible_alias = "no-data-fixup", requires = "data", conflicts_with_all = ["header", "add_header", "attach"])]
     pub raw: bool,
+    /// Set a header: replaces a header of that name, or adds it ("Name: value"); repeatable.
+    #[arg(long, value_name = "NAME: VALUE")]
+    pub header: Vec<String>,
+    /// Add a header even if one of that name exists; repeatable.
+    #[arg(long, value_name = "NAME: VALUE")]
+    pub add_header: Vec<String>,
+    /// Body of the default message (TEXT, or @FILE); with --data it replaces %NEW_BODY%.
+    #[arg(long, value_name = "TEXT|@FILE")]
+    pub body: Option<String>,
+    /// Attach a file (@FILE, TYPE:@FILE) or text, as MIME; repeatable. Not with --data.
+    #[arg(long, value_name = "[TYPE:]@FILE|TEXT", conflicts_with = "data")]
+    pub attach: Vec<String>,
     /// Seconds to wait for the connection and for each reply.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub timeout: f64,
@@ -136,17 +149,6 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
     }
     let timeout = Duration::from_secs_f64(args.timeout);
 
-    let data = match &args.data {
-        Some(spec) => {
-            let bytes = read_data(spec)?;
-            Some(if args.raw {
-                prepare_raw(&bytes)
-            } else {
-                prepare_normalized(&bytes)
-            })
-        }
-        None => None,
-    };
     let auth = match &args.auth {
         None => None,
         Some(mech) => {
@@ -195,6 +197,27 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
             std::env::var("USER").unwrap_or_else(|_| "mailscope".into()),
             helo_name
         ),
+    };
+    // The message: --data as given (--raw: byte for byte), or swaks' default test message.
+    let spec = MessageSpec {
+        from: from.clone(),
+        to: to.clone(),
+        helo: helo_name.clone(),
+        headers: args.header.clone(),
+        add_headers: args.add_header.clone(),
+        body: args.body.as_deref().map(read_data).transpose()?,
+        attach: args
+            .attach
+            .iter()
+            .map(|a| Attachment::parse(a))
+            .collect::<Result<_>>()?,
+        nonce: random_hex(8),
+        unix_time: i64::try_from(now().0 / 1_000_000).unwrap_or(0),
+    };
+    let data = match &args.data {
+        Some(d) if args.raw => Some(prepare_raw(&read_data(d)?)),
+        Some(d) => Some(prepare_normalized(&spec.fix_up(&read_data(d)?)?)),
+        None => Some(prepare_normalized(&spec.build_default()?)),
     };
     if to.is_empty()
         && args
