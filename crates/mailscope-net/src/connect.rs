@@ -8,7 +8,7 @@ use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use crate::error::NetError;
@@ -89,6 +89,17 @@ fn parse_port(p: &str) -> Result<u16, &'static str> {
 /// Errors name the failure: `connection refused to 127.0.0.1:25`,
 /// `timed out after 30s connecting to mail.example:25`, `no address for host x`.
 pub async fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<Connected, NetError> {
+    connect_tcp_from(host, port, timeout, None).await
+}
+
+/// [`connect_tcp`] from a chosen local address (`--local-interface`: "does this relay's IP
+/// pass?"). Addresses of the other family than `local` are skipped.
+pub async fn connect_tcp_from(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    local: Option<SocketAddr>,
+) -> Result<Connected, NetError> {
     let host = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
@@ -125,9 +136,37 @@ pub async fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<Con
         });
     }
 
+    let addrs: Vec<SocketAddr> = match local {
+        Some(l) => addrs
+            .into_iter()
+            .filter(|a| a.is_ipv4() == l.is_ipv4())
+            .collect(),
+        None => addrs,
+    };
+    if addrs.is_empty() {
+        return Err(NetError::NoAddress {
+            host: format!("{host} (none of the family of the local address)"),
+        });
+    }
     let mut failed: Vec<(SocketAddr, NetError)> = Vec::new();
     for addr in &addrs {
-        match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+        let attempt = async {
+            match local {
+                None => TcpStream::connect(addr).await,
+                Some(l) => {
+                    let socket = if l.is_ipv4() {
+                        TcpSocket::new_v4()?
+                    } else {
+                        TcpSocket::new_v6()?
+                    };
+                    socket.bind(l).map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot bind local address {l}: {e}"))
+                    })?;
+                    socket.connect(*addr).await
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline, attempt).await {
             Err(_) => {
                 // The shared budget is gone; later addresses get no chance either.
                 return Err(if failed.is_empty() {

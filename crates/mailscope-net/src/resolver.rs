@@ -76,3 +76,49 @@ mod tests {
         assert!(parse_resolver_addr("127.0.0.1:0").is_err());
     }
 }
+
+/// Where mail for `domain` goes (RFC 5321 §5.1): its MX hosts by preference, or, when the
+/// domain has no MX but has an address, the domain itself (the implicit MX). A null MX
+/// (RFC 7505, `MX 0 .`) is an error: the domain accepts no mail.
+pub async fn mail_routes(
+    resolver: &TokioResolver,
+    domain: &str,
+) -> Result<Vec<(u16, String)>, NetError> {
+    use hickory_resolver::proto::rr::RData;
+    let err =
+        |e: &dyn std::fmt::Display| NetError::Resolver(format!("MX lookup for {domain}: {e}"));
+    match resolver.mx_lookup(domain).await {
+        Ok(lookup) => {
+            let mut mx: Vec<(u16, String)> = lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::MX(m) => Some((
+                        m.preference,
+                        m.exchange.to_utf8().trim_end_matches('.').to_owned(),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            if mx.iter().any(|(_, h)| h.is_empty()) {
+                return Err(NetError::Resolver(format!(
+                    "{domain} has a null MX (RFC 7505): it accepts no mail"
+                )));
+            }
+            mx.sort();
+            if !mx.is_empty() {
+                return Ok(mx);
+            }
+        }
+        Err(e) if e.is_no_records_found() && !e.is_nx_domain() => {}
+        Err(e) => return Err(err(&e)),
+    }
+    // No MX: the implicit MX is the domain itself, if it has an address.
+    match resolver.lookup_ip(domain).await {
+        Ok(ips) if ips.iter().next().is_some() => Ok(vec![(0, domain.to_owned())]),
+        Ok(_) => Err(NetError::NoAddress {
+            host: domain.to_owned(),
+        }),
+        Err(e) => Err(err(&e)),
+    }
+}

@@ -9,7 +9,7 @@ use mailscope_proto::Timestamp;
 use mailscope_proto::smtp::client::{Client, Event};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::connect::connect_tcp;
+use crate::connect::connect_tcp_from;
 use crate::error::{NetError, TlsFailure};
 use crate::stream::MaybeTlsStream;
 use crate::tls::{TlsClient, TlsReport};
@@ -25,6 +25,8 @@ pub struct SmtpTarget {
     pub implicit_tls: bool,
     /// Budget for the TCP connect and for the TLS handshake.
     pub timeout: Duration,
+    /// Local address to connect from (`--local-interface`).
+    pub local: Option<SocketAddr>,
 }
 
 /// What the driver tells the front end, in order.
@@ -71,7 +73,8 @@ pub async fn run_smtp_client(
     mut on_event: impl FnMut(&Client, DriverEvent),
 ) -> Result<(), SessionError> {
     let started = Instant::now();
-    let connected = connect_tcp(&target.host, target.port, target.timeout).await?;
+    let connected =
+        connect_tcp_from(&target.host, target.port, target.timeout, target.local).await?;
     on_event(
         client,
         DriverEvent::Connected {

@@ -54,6 +54,126 @@ pub struct TlsClientOptions {
     pub keylog: Option<PathBuf>,
     /// Append the session secrets to `$SSLKEYLOGFILE` when set (ignored if `keylog` is set).
     pub keylog_from_env: bool,
+    /// TLS versions to offer (`--tls-protocol`): `TLSv1.2`, `TLSv1.3`; empty offers both.
+    pub versions: Vec<String>,
+    /// Cipher suites to offer (`--tls-cipher`), rustls/IANA names (`TLS13_AES_128_GCM_SHA256`,
+    /// `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`) or OpenSSL names (`ECDHE-RSA-AES128-GCM-SHA256`,
+    /// `TLS_AES_128_GCM_SHA256`); empty offers rustls' defaults.
+    pub cipher_suites: Vec<String>,
+    /// Client certificate chain and key (PEM), for servers that ask (and AUTH EXTERNAL).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// OpenSSL's names for the suites rustls speaks, mapped to rustls' names.
+const OPENSSL_SUITE_NAMES: &[(&str, &str)] = &[
+    ("TLS_AES_128_GCM_SHA256", "TLS13_AES_128_GCM_SHA256"),
+    ("TLS_AES_256_GCM_SHA384", "TLS13_AES_256_GCM_SHA384"),
+    (
+        "TLS_CHACHA20_POLY1305_SHA256",
+        "TLS13_CHACHA20_POLY1305_SHA256",
+    ),
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    ),
+    (
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    ),
+    (
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+    (
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    ),
+    (
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    ),
+    (
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+];
+
+/// A provider offering only the named suites (a clear error for names rustls cannot speak).
+fn provider_with_suites(names: &[String]) -> Result<CryptoProvider, NetError> {
+    let base = rustls::crypto::ring::default_provider();
+    if names.is_empty() {
+        return Ok(base);
+    }
+    let known: Vec<String> = base
+        .cipher_suites
+        .iter()
+        .filter_map(|s| s.suite().as_str().map(str::to_owned))
+        .collect();
+    let mut chosen = Vec::new();
+    for name in names
+        .iter()
+        .flat_map(|n| n.split([':', ',']))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        let wanted = OPENSSL_SUITE_NAMES
+            .iter()
+            .find(|(o, _)| o.eq_ignore_ascii_case(name))
+            .map(|(_, r)| *r)
+            .unwrap_or(name);
+        let Some(suite) = base.cipher_suites.iter().find(|s| {
+            s.suite()
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(wanted))
+        }) else {
+            return Err(NetError::TlsConfig(format!(
+                "--tls-cipher {name}: not a suite mailscope's TLS client speaks (rustls: TLS 1.2 ECDHE with AES-GCM or ChaCha20, and TLS 1.3; no CBC, RSA key exchange or export suites); it speaks: {}",
+                known.join(", ")
+            )));
+        };
+        chosen.push(*suite);
+    }
+    Ok(CryptoProvider {
+        cipher_suites: chosen,
+        ..base
+    })
+}
+
+/// The protocol versions to offer.
+fn versions(names: &[String]) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, NetError> {
+    if names.is_empty() {
+        return Ok(rustls::DEFAULT_VERSIONS.to_vec());
+    }
+    let mut out = Vec::new();
+    for n in names
+        .iter()
+        .flat_map(|n| n.split([':', ',']))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        let v = match n.to_ascii_lowercase().replace(['_', ' '], "").as_str() {
+            "tlsv1.2" | "tls1.2" | "tlsv12" | "tls12" | "1.2" => &rustls::version::TLS12,
+            "tlsv1.3" | "tls1.3" | "tlsv13" | "tls13" | "1.3" => &rustls::version::TLS13,
+            "sslv2" | "sslv3" | "tlsv1" | "tlsv1.0" | "tls1.0" | "tlsv1.1" | "tls1.1" | "1.0"
+            | "1.1" => {
+                return Err(NetError::TlsConfig(format!(
+                    "--tls-protocol {n}: mailscope's TLS client speaks TLS 1.2 and 1.3 only (rustls); older versions are detected by `mailscope probe`"
+                )));
+            }
+            _ => {
+                return Err(NetError::TlsConfig(format!(
+                    "--tls-protocol {n}: unknown version (TLSv1.2, TLSv1.3)"
+                )));
+            }
+        };
+        if !out
+            .iter()
+            .any(|x: &&rustls::SupportedProtocolVersion| std::ptr::eq(*x, v))
+        {
+            out.push(v);
+        }
+    }
+    Ok(out)
 }
 
 /// The verdict on the server's chain.
@@ -109,6 +229,8 @@ pub struct TlsReport {
 #[derive(Debug, Clone)]
 pub struct TlsClient {
     provider: Arc<CryptoProvider>,
+    versions: Vec<&'static rustls::SupportedProtocolVersion>,
+    client_auth: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
     webpki: Arc<WebPkiServerVerifier>,
     insecure: bool,
     sni: Option<String>,
@@ -120,7 +242,12 @@ impl TlsClient {
     /// Loads the trust store (webpki roots plus `extra_ca_files`) and opens the key log.
     /// Files are read synchronously here, once, so errors surface before any connection.
     pub fn new(opts: &TlsClientOptions) -> Result<Self, NetError> {
-        let provider = crypto_provider();
+        let provider = Arc::new(provider_with_suites(&opts.cipher_suites)?);
+        let versions = versions(&opts.versions)?;
+        let client_auth = match &opts.client_cert {
+            Some((cert, key)) => Some(load_client_cert(cert, key)?),
+            None => None,
+        };
         let mut roots = RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
@@ -141,6 +268,8 @@ impl TlsClient {
         };
         Ok(Self {
             provider,
+            versions,
+            client_auth,
             webpki,
             insecure: opts.insecure,
             sni: opts.sni.clone(),
@@ -183,12 +312,19 @@ impl TlsClient {
             insecure: self.insecure,
             seen: Mutex::new(None),
         });
-        let mut config = ClientConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| NetError::TlsConfig(e.to_string()))?
+        let builder = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&self.versions)
+            .map_err(|e| {
+                NetError::TlsConfig(format!("{e} (check --tls-protocol against --tls-cipher)"))
+            })?
             .dangerous()
-            .with_custom_certificate_verifier(recorder.clone())
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(recorder.clone());
+        let mut config = match &self.client_auth {
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain.clone(), key.clone_key())
+                .map_err(|e| NetError::TlsConfig(format!("client certificate: {e}")))?,
+            None => builder.with_no_client_auth(),
+        };
         config.alpn_protocols = self.alpn.clone();
         if let Some(k) = &self.keylog {
             config.key_log = k.clone();
@@ -296,6 +432,26 @@ where
     TlsClient::new(opts)?
         .handshake(io, server_name, timeout)
         .await
+}
+
+/// Reads a client certificate chain and its private key (PEM).
+fn load_client_cert(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>), NetError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| NetError::TlsConfig(format!("--tls-cert {}: {e}", cert.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| NetError::TlsConfig(format!("--tls-cert {}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(NetError::TlsConfig(format!(
+            "--tls-cert {}: no certificate in the file",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| NetError::TlsConfig(format!("--tls-key {}: {e}", key.display())))?;
+    Ok((chain, Arc::new(key)))
 }
 
 fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), NetError> {

@@ -23,6 +23,20 @@ pub struct Reporter {
     /// chunk's own time (when the machine queued it) can be a few microseconds older than the
     /// event printed before it.
     last_ts: std::cell::Cell<Timestamp>,
+    hide: Hide,
+}
+
+/// swaks' `--hide-*`: what not to print on the terminal (JSON is never filtered).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hide {
+    /// What mailscope sent.
+    pub send: bool,
+    /// What the peer sent.
+    pub receive: bool,
+    /// Notes and the summary.
+    pub informational: bool,
+    /// Everything.
+    pub all: bool,
 }
 
 impl Reporter {
@@ -43,7 +57,13 @@ impl Reporter {
             start: None,
             findings: Vec::new(),
             last_ts: std::cell::Cell::new(Timestamp(0)),
+            hide: Hide::default(),
         }
+    }
+
+    /// Sets what not to print.
+    pub fn set_hide(&mut self, hide: Hide) {
+        self.hide = hide;
     }
 
     /// Human text: to stdout, or to stderr with `--json`.
@@ -79,14 +99,26 @@ impl Reporter {
 
     /// A `***` note.
     pub fn note(&mut self, at: Timestamp, text: &str) {
-        self.human(&format!("{}", format!("*** {text}").cyan()));
+        if !(self.hide.informational || self.hide.all) {
+            self.human_note(text);
+        }
         self.event("note", at, json!({ "text": text }));
+    }
+
+    fn human_note(&self, text: &str) {
+        self.human(&format!("{}", format!("*** {text}").cyan()));
     }
 
     /// An error line (`*** error: ...`).
     pub fn error(&mut self, at: Timestamp, text: &str) {
-        self.human(&format!("{}", format!("*** error: {text}").red().bold()));
+        if !self.hide.all {
+            self.human_error(text);
+        }
         self.event("note", at, json!({ "text": format!("error: {text}") }));
+    }
+
+    fn human_error(&self, text: &str) {
+        self.human(&format!("{}", format!("*** error: {text}").red().bold()));
     }
 
     /// A finding, inline.
@@ -97,7 +129,9 @@ impl Reporter {
             Severity::Warning => format!("{}", line.yellow()),
             Severity::Error | Severity::Critical => format!("{}", line.red()),
         };
-        self.human(&styled);
+        if !self.hide.all {
+            self.human(&styled);
+        }
         self.event("finding", at, finding_json(f));
         self.findings.push(f.clone());
     }
@@ -115,7 +149,12 @@ impl Reporter {
             .get_or_insert_with(|| chunks.first().map(|c| c.at).unwrap_or_default());
         for c in &chunks[self.printed_chunks.min(chunks.len())..] {
             let mark = direction_mark(self.role, c.direction, c.tls);
-            for l in render_chunk(c, self.render) {
+            // What mailscope sent is the client side for a client and the server side for a
+            // server; --hide-send/--hide-receive follow that.
+            let ours = (self.role == Role::Server)
+                == (c.direction == mailscope_proto::Direction::ServerToClient);
+            let hidden = self.hide.all || (ours && self.hide.send) || (!ours && self.hide.receive);
+            for l in render_chunk(c, self.render).into_iter().filter(|_| !hidden) {
                 let time = if self.show_time {
                     format!("[{:>9.3}] ", l.at.micros_since(start) as f64 / 1000.0)
                 } else {
@@ -159,9 +198,11 @@ impl Reporter {
         self.printed_chunks = chunks.len();
     }
 
-    /// A plain human line (summary blocks).
+    /// A plain human line (summary blocks; hidden with --hide-informational).
     pub fn line(&self, text: &str) {
-        self.human(text);
+        if !(self.hide.informational || self.hide.all) {
+            self.human(text);
+        }
     }
 
     /// The findings reported so far.

@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::cli::GlobalArgs;
 use crate::message::{Attachment, MessageSpec};
-use crate::output::{Reporter, finding_json, ms};
+use crate::output::{Hide, Reporter, finding_json, ms};
 use crate::{ExitCode, random_hex};
 
 pub const SMTP_EXAMPLES: &str = "\
@@ -123,6 +123,51 @@ pub struct SmtpArgs {
     /// Seconds to wait for the connection and for each reply.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub timeout: f64,
+    /// swaks' protocol names: SMTP (HELO), ESMTP (EHLO), ESMTPS (+ --tls), ESMTPA
+    /// (+ --auth), ESMTPSA (both), LMTP (LHLO).
+    #[arg(long, value_name = "PROTO", value_parser = ["SMTP", "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA", "LMTP", "smtp", "esmtp", "esmtps", "esmtpa", "esmtpsa", "lmtp"])]
+    pub protocol: Option<String>,
+    /// Accepted for swaks compatibility: mailscope verifies certificates by default
+    /// (--insecure turns it off).
+    #[arg(long)]
+    pub tls_verify: bool,
+    /// TLS versions to offer: TLSv1.2, TLSv1.3 (comma list). Older versions are refused with
+    /// a clear message: mailscope's TLS client speaks 1.2 and 1.3.
+    #[arg(long, value_name = "VERSIONS")]
+    pub tls_protocol: Option<String>,
+    /// Cipher suites to offer (OpenSSL or IANA names, colon or comma list).
+    #[arg(long, value_name = "SUITES")]
+    pub tls_cipher: Option<String>,
+    /// Client certificate (PEM chain), for servers that ask and for AUTH EXTERNAL.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Write the server's certificate chain as PEM to FILE (- or no value: stdout).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+    pub tls_get_peer_cert: Option<String>,
+    /// Connect from this local address (ADDR or ADDR:PORT): "does this relay's IP pass?".
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    pub local_interface: Option<String>,
+    /// DNS server for the MX look-up when --server is not given (ADDR[:PORT]).
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    pub resolver: Option<String>,
+    /// Route as mail for DOMAIN would go (its MX), instead of the first recipient's domain.
+    #[arg(long, value_name = "DOMAIN", conflicts_with = "server")]
+    pub copy_routing: Option<String>,
+    /// Do not show what mailscope sent.
+    #[arg(long)]
+    pub hide_send: bool,
+    /// Do not show what the server sent.
+    #[arg(long)]
+    pub hide_receive: bool,
+    /// Do not show mailscope's notes and the summary (findings still show).
+    #[arg(long)]
+    pub hide_informational: bool,
+    /// Show nothing on the terminal (the exit code, and --json, still tell).
+    #[arg(long)]
+    pub hide_all: bool,
 }
 
 fn parse_stage(s: &str) -> Result<mailscope_proto::smtp::client::Stage, String> {
@@ -131,12 +176,52 @@ fn parse_stage(s: &str) -> Result<mailscope_proto::smtp::client::Stage, String> 
     })
 }
 
+/// No --server: where mail for the first recipient's domain (or --copy-routing) goes, by
+/// MX (RFC 5321 §5.1), through the one resolver builder.
+async fn route_by_mx(args: &SmtpArgs) -> Result<String> {
+    let domain = match &args.copy_routing {
+        Some(d) => d.clone(),
+        None => {
+            let Some(to) = args.to.first() else {
+                bail!(crate::UsageError(
+                    "give --server, or --to (its domain's MX is used), or --copy-routing DOMAIN"
+                        .into()
+                ));
+            };
+            match to.trim().rsplit_once('@') {
+                Some((_, d)) if !d.is_empty() => d.trim_end_matches('>').to_string(),
+                _ => bail!(crate::UsageError(format!(
+                    "--to {to:?} has no domain to look up; give --server"
+                ))),
+            }
+        }
+    };
+    let resolver = mailscope_net::build_resolver(args.resolver.as_deref(), Duration::from_secs(5))
+        .map_err(|e| usage(e.to_string()))?;
+    let routes = mailscope_net::mail_routes(&resolver, &domain)
+        .await
+        .map_err(|e| usage(e.to_string()))?;
+    let (pref, host) = routes
+        .first()
+        .cloned()
+        .ok_or_else(|| usage(format!("no mail route for {domain}")))?;
+    eprintln!(
+        "*** MX for {domain}: {} -> using {host} (preference {pref})",
+        routes
+            .iter()
+            .map(|(p, h)| format!("{p} {h}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(host)
+}
+
 /// Runs `mailscope smtp`; returns the exit code.
 pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
-    let server = args
-        .server
-        .clone()
-        .unwrap_or_else(|| "127.0.0.1".to_string());
+    let server = match &args.server {
+        Some(s) => s.clone(),
+        None => route_by_mx(args).await?,
+    };
     let default_port = if args.tls_on_connect { 465 } else { 25 };
     let (host, parsed_port) =
         parse_server(&server, default_port).map_err(|e| usage(e.to_string()))?;
@@ -149,7 +234,16 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
     }
     let timeout = Duration::from_secs_f64(args.timeout);
 
-    let auth = match &args.auth {
+    let proto = args
+        .protocol
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .unwrap_or_default();
+    let auth_spec = match (&args.auth, proto.as_str()) {
+        (None, "ESMTPA" | "ESMTPSA") => Some(String::new()),
+        (a, _) => a.clone(),
+    };
+    let auth = match &auth_spec {
         None => None,
         Some(mech) => {
             let mechanism = if mech.is_empty() {
@@ -236,6 +330,9 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
         alpn: Vec::new(),
         keylog: args.keylog.clone(),
         keylog_from_env: true,
+        versions: args.tls_protocol.iter().cloned().collect(),
+        cipher_suites: args.tls_cipher.iter().cloned().collect(),
+        client_cert: args.tls_cert.clone().zip(args.tls_key.clone()),
     };
     let tls = TlsClient::new(&tls_opts).map_err(|e| usage(e.to_string()))?;
 
@@ -250,6 +347,15 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
         global.show_time,
         random_hex(8),
     );
+    rep.set_hide(Hide {
+        send: args.hide_send,
+        receive: args.hide_receive,
+        informational: args.hide_informational,
+        all: args.hide_all,
+    });
+    if args.tls_verify {
+        rep.note(now(), "--tls-verify: certificates are verified by default in mailscope (--insecure turns it off)");
+    }
     let t0 = now();
     rep.event(
         "session_started",
@@ -265,23 +371,41 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
     }
     rep.note(t0, &format!("connecting to {host} port {port}"));
 
+    let local = match &args.local_interface {
+        None => None,
+        Some(l) => Some(match l.parse::<std::net::SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => std::net::SocketAddr::new(
+                l.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| {
+                        usage(format!(
+                            "--local-interface {l:?}: expected an IP address, or ADDR:PORT"
+                        ))
+                    })?,
+                0,
+            ),
+        }),
+    };
     let target = SmtpTarget {
         host: host.clone(),
         port,
         implicit_tls: args.tls_on_connect,
         timeout,
+        local,
     };
     let opts = ClientOptions {
         helo_name,
-        hello: if args.lhlo {
+        hello: if args.lhlo || proto == "LMTP" {
             HelloKind::Lhlo
-        } else if args.force_helo {
+        } else if args.force_helo || proto == "SMTP" {
             HelloKind::Helo
         } else {
             HelloKind::Ehlo
         },
         implicit_tls: args.tls_on_connect,
-        starttls: args.tls,
+        starttls: args.tls
+            || (matches!(proto.as_str(), "ESMTPS" | "ESMTPSA") && !args.tls_on_connect),
         auth,
         allow_plaintext_auth: args.insecure_auth_plaintext,
         from,
@@ -290,9 +414,11 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
         quit_after: args.quit_after,
         reply_limits: ReplyLimits::default(),
         step_timeout_us: u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX),
+        ..ClientOptions::default()
     };
     let mut client = Client::new(opts);
     let mut state = SummaryState {
+        peer_cert_out: args.tls_get_peer_cert.clone(),
         quit_after_given: args.quit_after.is_some(),
         ..SummaryState::default()
     };
@@ -340,6 +466,8 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
 #[derive(Default)]
 struct SummaryState {
     exit: ExitCode,
+    /// --tls-get-peer-cert destination (`-`: the terminal).
+    peer_cert_out: Option<String>,
     quit_after_given: bool,
     peer: Option<String>,
     connect_us: Option<u64>,
@@ -378,6 +506,9 @@ fn on_event(rep: &mut Reporter, st: &mut SummaryState, c: &Client, ev: DriverEve
         }
         DriverEvent::TlsEstablished(report) => {
             report_tls(rep, &report);
+            if let Some(dest) = &st.peer_cert_out {
+                write_peer_cert(rep, dest, &report.chain);
+            }
             st.tls = Some(*report);
         }
         DriverEvent::TlsFailed(e) => report_tls_failure(rep, &e),
@@ -492,6 +623,21 @@ fn on_event(rep: &mut Reporter, st: &mut SummaryState, c: &Client, ev: DriverEve
                     }),
                 );
                 }
+                // TODO(issue 3): JSON event types for these (the machine's notes carry the
+                // probe verdicts meanwhile).
+                Event::RecipientDelivered {
+                    to,
+                    accepted,
+                    reply,
+                } => {
+                    if !accepted {
+                        rep.note(
+                            at,
+                            &format!("LMTP: not delivered to {to}: {}", reply.summary()),
+                        );
+                    }
+                }
+                Event::ChunkSent { .. } | Event::SmugglingProbeResult { .. } => {}
                 Event::FindingRaised(f) => rep.finding(at, &f),
                 Event::Note(n) => rep.note(at, &n),
                 Event::Finished(outcome) => {
@@ -510,6 +656,17 @@ fn on_event(rep: &mut Reporter, st: &mut SummaryState, c: &Client, ev: DriverEve
                                 } else {
                                     format!("stopped after {} as asked", s.name())
                                 },
+                            ),
+                        ),
+                        Outcome::Dropped(s) => (
+                            ExitCode(0),
+                            (
+                                "stopped".to_string(),
+                                Some(s.name().to_string()),
+                                format!(
+                                    "dropped the connection after {} as asked (no QUIT)",
+                                    s.name()
+                                ),
                             ),
                         ),
                         Outcome::Failed { step, reason, .. } => (
@@ -607,6 +764,38 @@ fn report_tls_failure(rep: &mut Reporter, e: &mailscope_net::TlsFailure) {
         body["chain"] = json!(chain.iter().map(cert_json).collect::<Vec<_>>());
     }
     rep.event("tls_failed", at, body);
+}
+
+/// `--tls-get-peer-cert`: the chain as PEM, to a file or the terminal (stderr with --json).
+fn write_peer_cert(rep: &mut Reporter, dest: &str, chain: &[mailscope_net::CertInfo]) {
+    use base64::Engine as _;
+    let mut pem = String::new();
+    for c in chain {
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&c.der);
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    if dest == "-" {
+        rep.line(pem.trim_end());
+    } else {
+        match std::fs::write(dest, &pem) {
+            Ok(()) => rep.note(
+                now(),
+                &format!(
+                    "wrote the peer's certificate chain ({} certificates) to {dest}",
+                    chain.len()
+                ),
+            ),
+            Err(e) => rep.error(
+                now(),
+                &format!("cannot write --tls-get-peer-cert {dest}: {e}"),
+            ),
+        }
+    }
 }
 
 fn cert_line(i: usize, cert: &mailscope_net::CertInfo) -> String {
