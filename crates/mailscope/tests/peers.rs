@@ -1470,3 +1470,258 @@ fn keylog_file_written_and_announced() {
         }
     }
 }
+
+// ------------------------------------------------------------ swaks-parity options (issue 3)
+
+#[test]
+fn tls_protocol_cipher_and_peer_cert() {
+    // Peer: Dovecot submission (STARTTLS), which speaks TLS 1.2 and 1.3.
+    let (server, ca) = (peer("PEER_SUBMISSION"), file_var("PEER_CA"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = dir.path().join("peer.pem");
+    let pem_arg = pem.display().to_string();
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--tls",
+        "--tls-ca-path",
+        &ca,
+        "--tls-protocol",
+        "TLSv1.2",
+        "--tls-cipher",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "--tls-get-peer-cert",
+        &pem_arg,
+        "--quit-after",
+        "tls",
+        "--json",
+    ]);
+    run.expect_code(0);
+    let tls = run.one("tls_established");
+    assert_eq!(tls["version"], "TLSv1.2", "{}", run.ctx());
+    assert_eq!(
+        tls["cipher_suite"],
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "{}",
+        run.ctx()
+    );
+    let written = std::fs::read_to_string(&pem).expect("peer certificate written");
+    assert_eq!(
+        written.matches("-----BEGIN CERTIFICATE-----").count(),
+        2,
+        "{written}"
+    );
+    // The written leaf is the one the TLS report describes.
+    let der = {
+        let b64: String = written
+            .lines()
+            .skip_while(|l| !l.starts_with("-----BEGIN"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("-----END"))
+            .collect();
+        decode_b64(&b64)
+    };
+    assert!(der.len() > 100, "leaf certificate too short");
+    // Versions and suites rustls cannot speak are refused before connecting (usage, exit 1).
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--tls",
+        "--tls-protocol",
+        "TLSv1",
+        "--quit-after",
+        "tls",
+    ]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("TLS 1.2 and 1.3 only"), "{}", run.ctx());
+    let run = smtp(&[
+        "--server",
+        &server,
+        "--tls",
+        "--tls-cipher",
+        "DES-CBC3-SHA",
+        "--quit-after",
+        "tls",
+    ]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("not a suite"), "{}", run.ctx());
+}
+
+fn decode_b64(s: &str) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut n) = (0u32, 0);
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = A.iter().position(|a| *a == c).expect("base64") as u32;
+        acc = (acc << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((acc >> n) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn local_interface_is_the_source_address() {
+    // Peer: Postfix, which logs the client address; 127.0.0.2 is a loopback address too.
+    let run = smtp(&[
+        "--server",
+        &peer("PEER_POSTFIX"),
+        "--local-interface",
+        "127.0.0.2",
+        "--quit-after",
+        "ehlo",
+        "--json",
+    ]);
+    run.expect_code(0);
+    assert!(
+        run.one("connected")["local"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("127.0.0.2:")),
+        "{}",
+        run.ctx()
+    );
+    let run = smtp(&[
+        "--server",
+        &peer("PEER_POSTFIX"),
+        "--local-interface",
+        "not-an-ip",
+        "--quit-after",
+        "ehlo",
+    ]);
+    run.expect_code(1);
+}
+
+#[test]
+fn protocol_esmtpsa_means_tls_and_auth() {
+    // Peer: Dovecot submission.
+    let run = smtp(&[
+        "--server",
+        &peer("PEER_SUBMISSION"),
+        "--protocol",
+        "ESMTPSA",
+        "--tls-ca-path",
+        &file_var("PEER_CA"),
+        "--auth-user",
+        &user(),
+        "--auth-password",
+        &password(),
+        "--quit-after",
+        "auth",
+        "--json",
+    ]);
+    run.expect_code(0);
+    assert_eq!(
+        run.one("tls_established")["verified"],
+        true,
+        "{}",
+        run.ctx()
+    );
+    assert_eq!(
+        run.one("authenticated")["mechanism"],
+        "SCRAM-SHA-256",
+        "{}",
+        run.ctx()
+    );
+    // --protocol SMTP speaks HELO.
+    let run = smtp(&[
+        "--server",
+        &peer("PEER_SMTP_SINK"),
+        "--protocol",
+        "SMTP",
+        "--quit-after",
+        "ehlo",
+        "--json",
+    ]);
+    run.expect_code(0);
+    assert!(
+        run.sent()
+            .iter()
+            .any(|e| e["text"].as_str().is_some_and(|t| t.starts_with("HELO "))),
+        "{}",
+        run.ctx()
+    );
+}
+
+#[test]
+fn default_message_headers_body_and_attachment_reach_the_server() {
+    // Peer: Postfix smtp-sink, which dumps each message it receives to a file.
+    let dump_dir = var("PEER_SMTP_SINK_DUMP_DIR");
+    let token = unique_token("parity");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let att = dir.path().join("blob.bin");
+    let blob: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    std::fs::write(&att, &blob).expect("write attachment");
+    let attach = format!("@{}", att.display());
+    let subject = format!("Subject: {token}");
+    let run = smtp(&[
+        "--server",
+        &peer("PEER_SMTP_SINK"),
+        "--from",
+        "a@example.test",
+        "--to",
+        "b@example.test",
+        "--header",
+        &subject,
+        "--add-header",
+        "X-Mailscope-Test: yes",
+        "--body",
+        "hello body",
+        "--attach",
+        &attach,
+        "--json",
+    ]);
+    run.expect_code(0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let message = loop {
+        let found = std::fs::read_dir(&dump_dir)
+            .unwrap_or_else(|e| panic!("read {dump_dir}: {e}; {START_HINT}"))
+            .filter_map(Result::ok)
+            .filter_map(|f| std::fs::read(f.path()).ok())
+            .find(|b| String::from_utf8_lossy(b).contains(&token));
+        if let Some(m) = found {
+            break String::from_utf8_lossy(&m).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "smtp-sink has no message with {token}\n{}",
+            run.ctx()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let lower = message.to_ascii_lowercase();
+    for needle in [
+        "x-mailscope-test: yes",
+        "message-id: <",
+        "multipart/mixed",
+        "blob.bin",
+        "hello body",
+    ] {
+        assert!(lower.contains(needle), "{needle} missing from:\n{message}");
+    }
+    // The attachment's bytes survive the MIME round trip (base64 in the message).
+    // smtp-sink's dump may store LF line ends: work line by line.
+    let b64: String = message
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .skip_while(|l| !l.contains("blob.bin"))
+        .skip_while(|l| !l.is_empty())
+        .skip(1)
+        .take_while(|l| !l.starts_with("--"))
+        .collect();
+    assert_eq!(decode_b64(b64.trim()), blob, "attachment bytes differ");
+    // --attach with --data is refused (usage).
+    smtp(&[
+        "--server",
+        &peer("PEER_SMTP_SINK"),
+        "--to",
+        "b@example.test",
+        "--data",
+        "x",
+        "--attach",
+        &attach,
+    ])
+    .expect_code(1);
+}
