@@ -200,6 +200,7 @@ fn client_options(flags: u8, cut: u8) -> ClientOptions {
         quit_after: Stage::ALL.get(which).copied(),
         reply_limits,
         step_timeout_us: 30_000_000,
+        ..ClientOptions::default()
     }
 }
 

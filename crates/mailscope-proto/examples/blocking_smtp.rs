@@ -52,6 +52,7 @@ fn main() -> Result<ExitCode, Box<dyn Error>> {
         quit_after: None,
         reply_limits: ReplyLimits::default(),
         step_timeout_us: 30_000_000,
+        ..ClientOptions::default()
     };
 
     let mut stream = TcpStream::connect(server.as_str())?;
@@ -122,7 +123,7 @@ fn main() -> Result<ExitCode, Box<dyn Error>> {
             println!("*** completed: the message was accepted");
             0
         }
-        Some(Outcome::StoppedAfter(stage)) => {
+        Some(Outcome::StoppedAfter(stage) | Outcome::Dropped(stage)) => {
             println!("*** stopped after {}", stage.name());
             0
         }

@@ -154,6 +154,25 @@ registry! {
     /// The server closed the connection without a reply.
     SMTP_CONNECTION_CLOSED = ("smtp.connection.closed", Error, "RFC 5321 §3.8",
         "The server closed the connection while a reply was due (crash, tarpit or a strict server dropping the session).");
+    // -- SMTP client options (lax, probes) --
+    /// mailscope sent, on purpose (`--lax`), a command or parameter the server did not advertise.
+    SMTP_CLIENT_LAX_UNADVERTISED = ("smtp.client.lax-unadvertised", Warning, "RFC 5321 §2.2.2, §4.1.1.11",
+        "mailscope sent, because --lax asked for it, a command or ESMTP parameter the server did not advertise (AUTH, PIPELINING, CHUNKING, DSN, SMTPUTF8, REQUIRETLS, XCLIENT...); a refusal that follows may be caused by it.");
+    /// mailscope injected verbatim command lines (`--lax` raw commands).
+    SMTP_CLIENT_LAX_OUT_OF_ORDER = ("smtp.client.lax-out-of-order", Warning, "RFC 5321 §4.1.4, §3.3",
+        "mailscope injected verbatim command lines (--lax raw commands) where the session stood, possibly out of the order RFC 5321 prescribes; the replies to them and to what follows show how the server copes.");
+    /// mailscope sent an oversize command line or message on purpose (`--lax`).
+    SMTP_CLIENT_LAX_OVERSIZE = ("smtp.client.lax-oversize", Warning, "RFC 5321 §4.5.3.1.4, RFC 1870 §4",
+        "mailscope sent, because --lax asked for it, a command line over 512 octets or a message larger than the SIZE limit the server advertised.");
+    /// mailscope sent something the protocol forbids in this session on purpose (`--lax`).
+    SMTP_CLIENT_LAX_FORBIDDEN = ("smtp.client.lax-forbidden", Warning, "RFC 8689 §4.1, RFC 3461 §4.1, §4.4",
+        "mailscope sent, because --lax asked for it, something the protocol forbids here (REQUIRETLS without TLS, NOTIFY=NEVER combined with other values, an ENVID over 100 characters...).");
+    /// Smuggling probe: the server executed commands hidden behind an end-of-data lookalike.
+    SMTP_SERVER_SMUGGLING_ACCEPTED = ("smtp.server.smuggling-accepted", Critical, "RFC 5321 §4.5.2, §2.3.8; SMTP smuggling (SEC Consult 2023; CVE-2023-51764, -51765, -51766)",
+        "The server took a non-standard end-of-data sequence (such as \\n.\\n) as the end of the message and then executed the SMTP commands that followed it in the message data: a second, spoofed message can be smuggled in through any relay that passes the sequence on.");
+    /// Smuggling probe: the server ended the data at a lookalike but refused what followed.
+    SMTP_SERVER_END_OF_DATA_VARIANT = ("smtp.server.end-of-data-variant", Error, "RFC 5321 §4.5.2, §2.3.8",
+        "The server took a non-standard end-of-data sequence as the end of the message (it answered before the real <CRLF>.<CRLF>) but refused the commands that followed: the message was cut short there, and a smuggling attempt is one well-formed command away.");
     // -- SMTP server side (what a client did wrong; the sink) --
     /// The client sent bytes before the server's greeting.
     SMTP_CLIENT_PREGREET = ("smtp.client.pregreet", Error, "RFC 5321 §3.1, §4.3.1",

@@ -93,6 +93,7 @@ fn parse_golden(path: &Path) -> Result<Golden, String> {
         quit_after: None,
         reply_limits: ReplyLimits::default(),
         step_timeout_us: 30_000_000,
+        ..ClientOptions::default()
     };
     let mut data: Option<Vec<u8>> = None;
     let mut raw = false;
@@ -170,6 +171,17 @@ fn parse_golden(path: &Path) -> Result<Golden, String> {
                         Stage::from_name(value)
                             .ok_or_else(|| err(format!("unknown quit-after stage {value:?}")))?,
                     )
+                }
+                "drop-after" => {
+                    opts.drop_after = Some(
+                        Stage::from_name(value)
+                            .ok_or_else(|| err(format!("unknown drop-after stage {value:?}")))?,
+                    )
+                }
+                "pipeline" => opts.pipeline = parse_bool(value).map_err(err)?,
+                "chunking" => opts.chunking = parse_bool(value).map_err(err)?,
+                "chunk-size" => {
+                    opts.chunk_size = value.parse().map_err(|e| err(format!("chunk-size: {e}")))?
                 }
                 "reply-max-line" => {
                     opts.reply_limits.max_line = value
@@ -564,10 +576,38 @@ fn render_event(client: &Client, e: &Event) -> String {
             }
             s
         }
+        Event::RecipientDelivered {
+            to,
+            accepted,
+            reply,
+        } => format!(
+            "delivered <{to}> {} {}",
+            if *accepted { "accepted" } else { "refused" },
+            reply.code
+        ),
+        Event::ChunkSent { offset, len, last } => format!(
+            "chunk-sent client@{offset} {len} bytes{}",
+            if *last { " last" } else { "" }
+        ),
+        Event::SmugglingProbeResult {
+            variant,
+            verdict,
+            replies,
+        } => format!(
+            "smuggling-probe {} {} [{}]",
+            variant.name(),
+            verdict.name(),
+            replies
+                .iter()
+                .map(|r| r.code.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
         Event::Note(n) => format!("note {n}"),
         Event::Finished(o) => match o {
             Outcome::Completed => "finished completed".into(),
             Outcome::StoppedAfter(stage) => format!("finished stopped-after {}", stage.name()),
+            Outcome::Dropped(stage) => format!("finished dropped-after {}", stage.name()),
             Outcome::Failed {
                 step,
                 reason,

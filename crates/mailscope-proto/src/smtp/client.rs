@@ -1,44 +1,73 @@
-//! The SMTP client state machine: greeting → EHLO/HELO/LHLO → STARTTLS → EHLO again → AUTH →
-//! MAIL → RCPT… → DATA → QUIT, with stop points (`--quit-after`), sans-IO.
+//! The SMTP client state machine: greeting → EHLO/HELO/LHLO → STARTTLS → EHLO again →
+//! XCLIENT → AUTH → MAIL → RCPT… → DATA or BDAT → QUIT, with stop points (`--quit-after`,
+//! `--drop-after`), pipelining (RFC 2920), ESMTP parameters, LMTP's per-recipient replies,
+//! `lax` deviations on request and SMTP smuggling probes, sans-IO.
 //!
 //! Call order (the driver's contract):
-//! 1. [`Client::new`], then [`Client::start`] once the connection is up (after the TLS
-//!    handshake for implicit TLS).
+//! 1. [`Client::new`]; for the PROXY protocol, [`Client::send_preamble`] with a header from
+//!    [`proxy`]; then [`Client::start`] once the connection is up (after the TLS handshake
+//!    for implicit TLS).
 //! 2. Loop: write what [`Client::poll_transmit`] gives; feed every received byte to
 //!    [`Client::handle_input`], the end of the stream to [`Client::handle_eof`]; drain
 //!    [`Client::poll_event`]; when it yields [`Event::StartTlsRequested`], do the handshake on
 //!    the same connection and call [`Client::handle_tls_established`] or
 //!    [`Client::handle_tls_failed`]; when [`Client::poll_timeout`]'s deadline passes, call
 //!    [`Client::handle_timeout`].
-//! 3. Stop when [`Event::Finished`] has been polled and nothing is left to transmit.
+//! 3. Stop when [`Event::Finished`] has been polled and nothing is left to transmit, and close
+//!    the connection (with [`Outcome::Dropped`] that is the point: no QUIT was sent). After
+//!    smuggling probes cut short by the server, [`Client::smuggling_remaining`] lists the
+//!    variants to run in a fresh session.
 //!
 //! The machine owns the [`Transcript`]: every byte it sends or is given is recorded there with
 //! the caller's time, so offsets in findings point at real bytes. It never waits and never
 //! reads a clock.
+//!
+//! Replies are matched to commands in order: a queue of expected replies (one entry in
+//! lock-step, a whole group when pipelining) feeds the state; the transaction part is driven
+//! by `advance` (in `client_txn.rs`), which runs whenever no reply is outstanding.
 
 use std::collections::VecDeque;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
+use crate::escape::escape;
 use crate::finding::{
     Finding, SMTP_AUTH_OFFERED_WITHOUT_TLS, SMTP_AUTH_PREMATURE_SUCCESS,
-    SMTP_AUTH_SERVER_NOT_VERIFIED, SMTP_AUTH_USED_WITHOUT_TLS, SMTP_CONNECTION_CLOSED,
+    SMTP_AUTH_SERVER_NOT_VERIFIED, SMTP_AUTH_USED_WITHOUT_TLS, SMTP_CLIENT_LAX_OUT_OF_ORDER,
+    SMTP_CLIENT_LAX_OVERSIZE, SMTP_CLIENT_LAX_UNADVERTISED, SMTP_CONNECTION_CLOSED,
     SMTP_EHLO_NO_EXTENSIONS, SMTP_EHLO_REFUSED, SMTP_REPLY_UNEXPECTED, SMTP_STARTTLS_NOT_OFFERED,
     SMTP_STARTTLS_READ_AHEAD,
 };
 use crate::sasl::{ClientSession, Credentials, Mechanism};
-use crate::smtp::command::{Command, lint_command_line};
-use crate::smtp::data::{PreparedData, has_8bit, lint_data};
+use crate::smtp::command::{Command, lint_command_line, xtext};
+use crate::smtp::data::{PreparedData, lint_data};
 use crate::smtp::ehlo::Capabilities;
 use crate::smtp::explain::{Context, Explanation, explain};
 use crate::smtp::reply::{Decoded, Reply, ReplyLimits, decode_reply};
 use crate::transcript::{Direction, Redaction, Timestamp, Transcript};
 
-/// Where a session may stop on purpose (`--quit-after`). An intended stop is a success.
+#[path = "client_params.rs"]
+mod params;
+#[path = "client_probe.rs"]
+mod probe;
+/// PROXY protocol v1/v2 headers for the driver to write before the first byte.
+#[path = "client_proxy.rs"]
+pub mod proxy;
+#[path = "client_txn.rs"]
+mod txn;
+
+pub use params::{BodyType, DsnNotify, DsnOptions, DsnRet};
+pub use probe::{SmugglingVariant, SmugglingVerdict};
+
+use txn::Txn;
+
+/// Where a session may stop on purpose (`--quit-after`, `--drop-after`). An intended stop is
+/// a success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Stage {
-    /// Right after the connection is made (as swaks, the same point as `Banner`).
+    /// Right after the connection is made (as swaks, the same point as `Banner` for
+    /// `--quit-after`; `--drop-after connect` hangs up at once, before the banner).
     Connect,
     /// After the greeting (banner).
     Banner,
@@ -46,7 +75,7 @@ pub enum Stage {
     FirstEhlo,
     /// After the TLS handshake (STARTTLS), before the EHLO that follows it.
     Tls,
-    /// After the last EHLO/HELO/LHLO (after TLS when TLS is used).
+    /// After the last EHLO/HELO/LHLO (after TLS and XCLIENT when they are used).
     Ehlo,
     /// After AUTH.
     Auth,
@@ -55,7 +84,7 @@ pub enum Stage {
     /// After the last RCPT TO.
     Rcpt,
     /// After the 354 reply to DATA: the connection is closed, since QUIT cannot be sent
-    /// inside the DATA phase.
+    /// inside the DATA phase. With BDAT: after every chunk but the last.
     Data,
     /// After the reply to the final dot (the whole transaction).
     Dot,
@@ -119,13 +148,14 @@ pub enum FailedStep {
     Banner,
     /// EHLO/HELO/LHLO refused.
     Ehlo,
-    /// MAIL FROM refused.
+    /// MAIL FROM refused (or not sent: a parameter the server cannot take).
     Mail,
     /// No RCPT TO accepted.
     Rcpt,
-    /// DATA refused.
+    /// DATA (or a BDAT chunk) refused.
     Data,
-    /// The message was refused after the final dot.
+    /// The message was refused after the final dot (or at BDAT LAST; with LMTP: by every
+    /// recipient).
     Dot,
     /// AUTH failed (or could not be attempted).
     Auth,
@@ -133,10 +163,16 @@ pub enum FailedStep {
     Tls,
     /// EHLO after TLS refused.
     EhloAfterTls,
+    /// XCLIENT not offered or refused.
+    Xclient,
+    /// EHLO after XCLIENT refused.
+    EhloAfterXclient,
+    /// The options contradict each other ([`ClientOptions::validate`]); nothing was sent.
+    Options,
 }
 
 impl FailedStep {
-    /// swaks' exit code for this step.
+    /// swaks' exit code for this step (1, a usage error, for [`FailedStep::Options`]).
     pub fn exit_code(self) -> u8 {
         match self {
             FailedStep::ConnectionClosed => 6,
@@ -149,6 +185,9 @@ impl FailedStep {
             FailedStep::Auth => 28,
             FailedStep::Tls => 29,
             FailedStep::EhloAfterTls => 32,
+            FailedStep::Xclient => 33,
+            FailedStep::EhloAfterXclient => 34,
+            FailedStep::Options => 1,
         }
     }
 
@@ -165,6 +204,9 @@ impl FailedStep {
             FailedStep::Auth => "auth",
             FailedStep::Tls => "tls",
             FailedStep::EhloAfterTls => "ehlo-after-tls",
+            FailedStep::Xclient => "xclient",
+            FailedStep::EhloAfterXclient => "ehlo-after-xclient",
+            FailedStep::Options => "options",
         }
     }
 }
@@ -174,8 +216,11 @@ impl FailedStep {
 pub enum Outcome {
     /// Every step done and the message (if any) accepted.
     Completed,
-    /// Stopped on purpose after this stage.
+    /// Stopped on purpose after this stage (QUIT sent, except after DATA's 354).
     StoppedAfter(Stage),
+    /// Stopped on purpose after this stage by closing the connection without QUIT
+    /// (`--drop-after`).
+    Dropped(Stage),
     /// A step failed.
     Failed {
         /// Which.
@@ -194,7 +239,7 @@ pub enum HelloKind {
     Ehlo,
     /// HELO only.
     Helo,
-    /// LHLO (LMTP).
+    /// LHLO (LMTP, RFC 2033): after the final dot, one reply per accepted recipient.
     Lhlo,
 }
 
@@ -207,6 +252,19 @@ pub struct AuthOptions {
     pub credentials: Credentials,
     /// Client nonce for SCRAM (printable ASCII, no comma), supplied by the caller.
     pub client_nonce: String,
+}
+
+/// Verbatim bytes to inject when the session reaches a stage (`lax` only): right after the
+/// stage completes, before the step that follows, or before the greeting for
+/// [`Stage::Connect`] (talking first). Each LF in `bytes` ends a line the server is expected
+/// to answer, and the machine waits for those replies before it goes on; bytes injected at
+/// [`Stage::Data`] (after the 354) are message text and get no reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawCommand {
+    /// After which stage.
+    pub stage: Stage,
+    /// The bytes, exactly (line ends included: nothing is added).
+    pub bytes: Vec<u8>,
 }
 
 /// Everything the machine needs to know up front.
@@ -231,12 +289,142 @@ pub struct ClientOptions {
     pub to: Vec<String>,
     /// The message, prepared (normalised or raw).
     pub data: Option<PreparedData>,
-    /// Stop point.
+    /// Stop point (QUIT there).
     pub quit_after: Option<Stage>,
     /// Limits on replies.
     pub reply_limits: ReplyLimits,
     /// Microseconds to wait for each reply.
     pub step_timeout_us: u64,
+    /// Pipelining (RFC 2920, `--pipeline`): when the server offers PIPELINING, MAIL, every
+    /// RCPT and DATA (or the BDAT chunks) go out in one write and the replies are matched in
+    /// order. Without the offer: a note and one command at a time (with `lax`: pipelined
+    /// anyway, and a finding).
+    pub pipeline: bool,
+    /// Send what the server did not advertise or what the protocol forbids (AUTH or an
+    /// extension not offered, pipelining, raw commands, oversize lines, a message over the
+    /// SIZE limit), each marked with a `smtp.client.lax-*` finding. Without it these are
+    /// refused with a clear failure before anything of them is sent.
+    pub lax: bool,
+    /// Send the message with BDAT (CHUNKING, RFC 3030) instead of DATA: the content without
+    /// dot-stuffing, exactly as given for a raw message, in chunks of `chunk_size`.
+    pub chunking: bool,
+    /// Octets per BDAT chunk (default 64 KiB).
+    pub chunk_size: usize,
+    /// An explicit `BODY=`; `None` declares 8BITMIME automatically for 8-bit content when
+    /// offered. `BINARYMIME` always goes with BDAT.
+    pub body_type: Option<BodyType>,
+    /// DSN parameters (RFC 3461).
+    pub dsn: DsnOptions,
+    /// `SMTPUTF8` on MAIL (RFC 6531); added automatically for a non-ASCII address.
+    pub smtputf8: bool,
+    /// `REQUIRETLS` on MAIL (RFC 8689; valid over TLS only).
+    pub requiretls: bool,
+    /// `SIZE=` on MAIL when the server offers SIZE (RFC 1870; default on). A message over the
+    /// advertised limit is refused before MAIL either way (unless `lax`).
+    pub declare_size: bool,
+    /// Extra MAIL FROM parameters, appended as given (`KEY=VALUE` or `KEY`).
+    pub mail_params: Vec<String>,
+    /// Extra RCPT TO parameters, appended as given to every RCPT.
+    pub rcpt_params: Vec<String>,
+    /// Stop point without QUIT: the connection is closed there (`--drop-after`).
+    pub drop_after: Option<Stage>,
+    /// Postfix XCLIENT attributes (`NAME`, `ADDR`, `PORT`, `PROTO`, `HELO`, `LOGIN`,
+    /// `DESTADDR`, `DESTPORT`, ...), values as plain text (xtext-encoded when sent). Sent in
+    /// one XCLIENT command after EHLO (after TLS when TLS is used); the server answers with a
+    /// new 220 greeting and the session goes on with EHLO.
+    pub xclient: Vec<(String, String)>,
+    /// Verbatim command lines to inject (`lax` only).
+    pub raw_commands: Vec<RawCommand>,
+    /// SMTP smuggling probes, one message per end-of-data variant, instead of the normal
+    /// transaction; empty: none. Only against a server the user named (the CLI enforces it).
+    pub probe_smuggling: Vec<SmugglingVariant>,
+}
+
+impl Default for ClientOptions {
+    /// EHLO as `localhost`, no TLS, no AUTH, no envelope and no message, 30 s per reply,
+    /// SIZE declared when offered, 64 KiB BDAT chunks, nothing else.
+    fn default() -> Self {
+        Self {
+            helo_name: "localhost".into(),
+            hello: HelloKind::Ehlo,
+            implicit_tls: false,
+            starttls: false,
+            auth: None,
+            allow_plaintext_auth: false,
+            from: String::new(),
+            to: Vec::new(),
+            data: None,
+            quit_after: None,
+            reply_limits: ReplyLimits::default(),
+            step_timeout_us: 30_000_000,
+            pipeline: false,
+            lax: false,
+            chunking: false,
+            chunk_size: 64 * 1024,
+            body_type: None,
+            dsn: DsnOptions::default(),
+            smtputf8: false,
+            requiretls: false,
+            declare_size: true,
+            mail_params: Vec::new(),
+            rcpt_params: Vec::new(),
+            drop_after: None,
+            xclient: Vec::new(),
+            raw_commands: Vec::new(),
+            probe_smuggling: Vec::new(),
+        }
+    }
+}
+
+impl ClientOptions {
+    /// Checks what can be checked before connecting: options that contradict each other, and
+    /// deviations only `lax` allows. The machine refuses to start on an error (its outcome
+    /// is a [`FailedStep::Options`] failure); a front end should call this first.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.chunk_size == 0 {
+            return Err("the BDAT chunk size must be at least 1".into());
+        }
+        if self.quit_after.is_some() && self.drop_after.is_some() {
+            return Err("give either a quit-after or a drop-after stage, not both".into());
+        }
+        if !self.raw_commands.is_empty() && !self.lax {
+            return Err(
+                "raw commands are sent out of the protocol's order: they need --lax".into(),
+            );
+        }
+        if !self.lax
+            && let Some(p) = self.dsn.problems().into_iter().next()
+        {
+            return Err(format!("{p} (--lax sends it anyway)"));
+        }
+        for (name, _) in &self.xclient {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(format!("XCLIENT attribute name {name:?} is not a word"));
+            }
+        }
+        if !self.probe_smuggling.is_empty() {
+            if self.hello == HelloKind::Lhlo {
+                return Err("smuggling probes speak SMTP, not LMTP".into());
+            }
+            if self.to.is_empty() {
+                return Err("smuggling probes need a recipient (--to)".into());
+            }
+            if self.chunking || self.body_type == Some(BodyType::BinaryMime) {
+                return Err("smuggling probes use DATA: they exclude BDAT".into());
+            }
+            let late = |s: Option<Stage>| s.is_some_and(|s| s >= Stage::Mail);
+            if late(self.quit_after) || late(self.drop_after) {
+                return Err("smuggling probes run whole transactions: stop at auth or earlier, or not at all".into());
+            }
+            if self.raw_commands.iter().any(|r| r.stage >= Stage::Mail) {
+                return Err(
+                    "raw commands inside a transaction cannot be combined with smuggling probes"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What happened, for the front end.
@@ -285,11 +473,21 @@ pub enum Event {
         /// For SCRAM: whether the server proved it knows the password.
         server_verified: Option<bool>,
     },
-    /// One recipient's answer.
+    /// One recipient's answer to RCPT.
     RecipientAnswered {
         /// The address.
         to: String,
         /// Whether it was accepted.
+        accepted: bool,
+        /// The reply.
+        reply: Reply,
+    },
+    /// LMTP: one accepted recipient's reply after the final dot (or BDAT LAST), in RCPT
+    /// order.
+    RecipientDelivered {
+        /// The address.
+        to: String,
+        /// Whether the message was delivered to it.
         accepted: bool,
         /// The reply.
         reply: Reply,
@@ -305,6 +503,15 @@ pub enum Event {
         /// The terminator appended, escaped (`\r\n.\r\n` or `.\r\n`).
         terminator: &'static str,
     },
+    /// One BDAT chunk's data went out (after its `BDAT` command line).
+    ChunkSent {
+        /// Stream offset of the chunk's first data byte.
+        offset: u64,
+        /// Its length.
+        len: usize,
+        /// Whether it was `BDAT ... LAST`.
+        last: bool,
+    },
     /// Why a reply refused (4xx/5xx): its meaning, the refusal it looks like, and what to
     /// check next. Its findings are raised as [`Event::FindingRaised`] too.
     ReplyExplained {
@@ -312,6 +519,16 @@ pub enum Event {
         command: Option<&'static str>,
         /// The explanation.
         explanation: Box<Explanation>,
+    },
+    /// How the server treated one smuggling probe.
+    SmugglingProbeResult {
+        /// The end-of-data lookalike sent.
+        variant: SmugglingVariant,
+        /// The verdict.
+        verdict: SmugglingVerdict,
+        /// The replies after the probe's data: the first, then every reply before the
+        /// synchronising EHLO's (the smuggled commands' when the server is vulnerable).
+        replies: Vec<Reply>,
     },
     /// A deviation.
     FindingRaised(Finding),
@@ -323,16 +540,45 @@ pub enum Event {
 
 #[derive(Debug)]
 enum State {
+    /// No reply expected (transient while a reply is handled).
+    Idle,
     ExpectGreeting,
-    ExpectHelloReply { verb: &'static str, after_tls: bool },
+    ExpectHelloReply {
+        verb: &'static str,
+        after_tls: bool,
+        after_xclient: bool,
+    },
     ExpectStartTlsReply,
     AwaitTls,
+    ExpectXclientReply,
     ExpectAuthReply(Box<AuthState>),
     ExpectMailReply,
-    ExpectRcptReply { index: usize },
+    ExpectRcptReply {
+        index: usize,
+    },
     ExpectDataReply,
+    /// The reply to the lone dot sent after an unexpected 354 (pipelining, no valid
+    /// recipient).
+    ExpectDoomedDotReply,
     ExpectDataEndReply,
-    ExpectQuitReply { then: Outcome },
+    /// LMTP: the reply for the accepted recipient `index` (into `ClientOptions::to`).
+    ExpectLmtpReply {
+        index: usize,
+    },
+    ExpectBdatReply {
+        chunk: usize,
+        last: bool,
+    },
+    ExpectRawReply {
+        verb: &'static str,
+    },
+    ExpectProbeEnd,
+    ExpectProbeSync {
+        verb: &'static str,
+    },
+    ExpectQuitReply {
+        then: Outcome,
+    },
     Done,
 }
 
@@ -344,11 +590,16 @@ struct AuthState {
     cancelled: Option<String>,
 }
 
+/// What to do once a stage's raw commands are answered.
+type Then = fn(&mut Client);
+
 /// The SMTP client machine. See the module docs for the call order.
 #[derive(Debug)]
 pub struct Client {
     opts: ClientOptions,
     state: State,
+    /// Replies expected after the one `state` waits for, in order (pipelining).
+    queued: VecDeque<State>,
     transcript: Transcript,
     input: Vec<u8>,
     /// Offset in the server stream of `input[0]`.
@@ -360,8 +611,6 @@ pub struct Client {
     now: Timestamp,
     waiting_since: Timestamp,
     caps: Option<Capabilities>,
-    accepted: usize,
-    eight_bit_declared: bool,
     findings: Vec<Finding>,
     finished: bool,
     peer_is_loopback: bool,
@@ -369,19 +618,42 @@ pub struct Client {
     finding_counts: std::collections::HashMap<&'static str, usize>,
     read_ahead_seen: bool,
     trailing_seen: bool,
+    /// Why the options are unusable, if they are.
+    invalid: Option<String>,
+    /// Raw commands not sent yet.
+    raw_pending: Vec<RawCommand>,
+    /// The stage whose raw commands are being answered, and what comes after it.
+    resume: Option<(&'static [Stage], Then)>,
+    xclient_done: bool,
+    /// Verb and first reply line of the last successful EHLO/HELO/LHLO.
+    hello_verb: &'static str,
+    hello_first_line: Vec<u8>,
+    /// Whether transactions are pipelined (decided once, at the first).
+    pipelining: Option<bool>,
+    /// The transaction in progress.
+    txn: Txn,
+    /// Smuggling variants not concluded yet, and how many there were.
+    probe_queue: VecDeque<SmugglingVariant>,
+    probe_total: usize,
 }
 
 /// At most this many findings of one kind are reported per session; the rest are counted and
 /// summed up in one note at the end.
 pub const MAX_FINDINGS_PER_KIND: usize = 100;
 
+/// RFC 5321 §4.5.3.1.4: a command line, CRLF included (extension parameters may add to it).
+const MAX_COMMAND_LINE: usize = 512;
+
 impl Client {
     /// A machine for one session.
     pub fn new(opts: ClientOptions) -> Self {
         let tls = opts.implicit_tls;
+        let invalid = opts.validate().err();
+        let raw_pending = opts.raw_commands.clone();
+        let probe_queue: VecDeque<_> = opts.probe_smuggling.iter().copied().collect();
         Self {
-            opts,
             state: State::ExpectGreeting,
+            queued: VecDeque::new(),
             transcript: Transcript::new(),
             input: Vec::new(),
             input_offset: 0,
@@ -391,14 +663,23 @@ impl Client {
             now: Timestamp(0),
             waiting_since: Timestamp(0),
             caps: None,
-            accepted: 0,
-            eight_bit_declared: false,
             findings: Vec::new(),
             finished: false,
             peer_is_loopback: false,
             finding_counts: std::collections::HashMap::new(),
             read_ahead_seen: false,
             trailing_seen: false,
+            invalid,
+            raw_pending,
+            resume: None,
+            xclient_done: false,
+            hello_verb: "EHLO",
+            hello_first_line: Vec::new(),
+            pipelining: None,
+            txn: Txn::default(),
+            probe_total: probe_queue.len(),
+            probe_queue,
+            opts,
         }
     }
 
@@ -408,15 +689,55 @@ impl Client {
         self.peer_is_loopback = loopback;
     }
 
+    /// Bytes that go out before the first SMTP byte — a PROXY protocol header from
+    /// [`proxy`] — recorded in the transcript and queued for [`Client::poll_transmit`]. Call
+    /// it before [`Client::start`].
+    pub fn send_preamble(&mut self, now: Timestamp, bytes: &[u8]) {
+        self.now = now;
+        if bytes.is_empty() {
+            return;
+        }
+        self.transcript
+            .record(Direction::ClientToServer, now, self.tls, bytes);
+        self.outbuf.extend_from_slice(bytes);
+        let what = if bytes.starts_with(b"PROXY ") {
+            "PROXY protocol v1 header"
+        } else if bytes.starts_with(&proxy::PROXY_V2_SIGNATURE) {
+            "PROXY protocol v2 header"
+        } else {
+            "preamble"
+        };
+        self.note(&format!(
+            "{what} sent before the first SMTP byte ({} octets)",
+            bytes.len()
+        ));
+    }
+
     /// The connection is up (and, for implicit TLS, the handshake done).
     pub fn start(&mut self, now: Timestamp) {
         self.now = now;
         self.waiting_since = now;
+        if let Some(reason) = self.invalid.clone() {
+            self.finish(Outcome::Failed {
+                step: FailedStep::Options,
+                reason,
+                reply: None,
+            });
+            return;
+        }
+        if self.opts.drop_after == Some(Stage::Connect) {
+            self.note("drop-after connect: closing the connection at once, without QUIT");
+            self.finish(Outcome::Dropped(Stage::Connect));
+            return;
+        }
         if self.opts.quit_after == Some(Stage::Connect) {
             // As swaks: `connect` and `banner` are the same point; the greeting is read so
             // QUIT is not sent before the server spoke (that would be pipelining it refuses).
             self.note("quit-after connect: waiting for the banner, then QUIT (as swaks)");
         }
+        // Raw commands at `connect` talk before the greeting (a pregreet test); their
+        // replies come after it.
+        self.send_raw(Stage::Connect);
     }
 
     /// Bytes from the server.
@@ -452,8 +773,22 @@ impl Client {
         if self.finished {
             return;
         }
-        match std::mem::replace(&mut self.state, State::Done) {
-            State::ExpectQuitReply { then } => self.finish(then),
+        // The session was ending anyway if a QUIT is among the replies still due.
+        let quit_then = std::iter::once(&self.state)
+            .chain(self.queued.iter())
+            .find_map(|s| match s {
+                State::ExpectQuitReply { then } => Some(then.clone()),
+                _ => None,
+            });
+        let state = std::mem::replace(&mut self.state, State::Done);
+        if matches!(state, State::ExpectProbeEnd | State::ExpectProbeSync { .. }) {
+            self.conclude_probe(probe::Ending::Closed);
+        }
+        if let Some(then) = quit_then {
+            self.finish(then);
+            return;
+        }
+        match state {
             State::Done => {}
             state => {
                 let what = waiting_for(&state);
@@ -467,11 +802,17 @@ impl Client {
                         self.transcript.len(Direction::ServerToClient),
                     ),
                 );
+                let mut reason =
+                    format!("the server closed the connection while mailscope waited for {what}");
+                if !self.probe_queue.is_empty() {
+                    reason.push_str(&format!(
+                        "; {} smuggling variant(s) left for a fresh session",
+                        self.probe_queue.len()
+                    ));
+                }
                 self.finish(Outcome::Failed {
                     step: FailedStep::ConnectionClosed,
-                    reason: format!(
-                        "the server closed the connection while mailscope waited for {what}"
-                    ),
+                    reason,
                     reply: None,
                 });
             }
@@ -484,12 +825,9 @@ impl Client {
         if !matches!(self.state, State::AwaitTls) {
             return;
         }
+        self.state = State::Idle;
         self.tls = true;
-        if self.opts.quit_after == Some(Stage::Tls) {
-            self.quit(Outcome::StoppedAfter(Stage::Tls));
-            return;
-        }
-        self.send_hello(true);
+        self.at_stage(&[Stage::Tls], |c| c.send_hello(true, false));
     }
 
     /// The TLS handshake after STARTTLS failed; the connection is unusable.
@@ -515,27 +853,18 @@ impl Client {
         let state = std::mem::replace(&mut self.state, State::Done);
         let secs = self.opts.step_timeout_us as f64 / 1e6;
         let what = waiting_for(&state);
-        let step = match state {
-            State::ExpectQuitReply { then } => {
-                self.note(&format!("no reply to QUIT within {secs}s; closing"));
-                self.finish(then);
-                return;
-            }
-            State::ExpectGreeting => FailedStep::Banner,
-            State::ExpectHelloReply {
-                after_tls: false, ..
-            } => FailedStep::Ehlo,
-            State::ExpectHelloReply {
-                after_tls: true, ..
-            } => FailedStep::EhloAfterTls,
-            State::ExpectStartTlsReply | State::AwaitTls => FailedStep::Tls,
-            State::ExpectAuthReply(_) => FailedStep::Auth,
-            State::ExpectMailReply => FailedStep::Mail,
-            State::ExpectRcptReply { .. } => FailedStep::Rcpt,
-            State::ExpectDataReply => FailedStep::Data,
-            State::ExpectDataEndReply => FailedStep::Dot,
-            State::Done => return,
-        };
+        if let State::ExpectQuitReply { then } = state {
+            self.note(&format!("no reply to QUIT within {secs}s; closing"));
+            self.finish(then);
+            return;
+        }
+        if matches!(state, State::Done | State::Idle) {
+            return;
+        }
+        if matches!(state, State::ExpectProbeEnd | State::ExpectProbeSync { .. }) {
+            self.conclude_probe(probe::Ending::TimedOut);
+        }
+        let step = failed_step_for(&state);
         self.finish(Outcome::Failed {
             step,
             reason: format!("timed out after {secs}s waiting for {what}"),
@@ -570,7 +899,7 @@ impl Client {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         match self.state {
-            State::Done | State::AwaitTls => None,
+            State::Done | State::AwaitTls | State::Idle => None,
             _ if self.finished => None,
             _ => Some(Timestamp(
                 self.waiting_since
@@ -610,6 +939,13 @@ impl Client {
         self.tls
     }
 
+    /// Smuggling variants not yet concluded: after a server closed the connection during
+    /// the probes, the driver runs these in a fresh session (same options, this list as
+    /// [`ClientOptions::probe_smuggling`]).
+    pub fn smuggling_remaining(&self) -> Vec<SmugglingVariant> {
+        self.probe_queue.iter().copied().collect()
+    }
+
     // ---- internals ----
 
     fn process_input(&mut self) {
@@ -625,9 +961,6 @@ impl Client {
             }
             if self.finished || matches!(self.state, State::Done) {
                 self.discard_trailing();
-                return;
-            }
-            if self.input.is_empty() {
                 return;
             }
             let decoded = match decode_reply(&self.input, &self.opts.reply_limits) {
@@ -666,7 +999,12 @@ impl Client {
     }
 
     fn handle_reply(&mut self, reply: Reply, offset: u64) {
-        let state = std::mem::replace(&mut self.state, State::Done);
+        let state = std::mem::replace(&mut self.state, State::Idle);
+        let unexpected = matches!(state, State::AwaitTls | State::Done | State::Idle);
+        if !unexpected && let Some(next) = self.queued.pop_front() {
+            // The next reply due (pipelining); what the handler sends queues behind it.
+            self.state = next;
+        }
         let command = answered_verb(&state);
         self.push_event(Event::ReplyReceived {
             command,
@@ -675,19 +1013,7 @@ impl Client {
             latency_us: self.now.micros_since(self.waiting_since),
         });
         if matches!(reply.class(), 4 | 5) {
-            let context = match &state {
-                State::ExpectGreeting => Context::Greeting,
-                State::ExpectHelloReply { .. } => Context::Ehlo,
-                State::ExpectStartTlsReply => Context::StartTls,
-                State::ExpectAuthReply(_) => Context::Auth,
-                State::ExpectMailReply => Context::Mail,
-                State::ExpectRcptReply { .. } => Context::Rcpt,
-                State::ExpectDataReply => Context::Data,
-                State::ExpectDataEndReply => Context::EndOfData,
-                State::ExpectQuitReply { .. } => Context::Quit,
-                State::AwaitTls | State::Done => Context::Other,
-            };
-            let explanation = explain(&reply, context);
+            let explanation = explain(&reply, context_for(&state));
             for f in &explanation.findings {
                 self.raise(f.clone().at(Direction::ServerToClient, offset));
             }
@@ -704,17 +1030,17 @@ impl Client {
                         "the server's greeting is not 220",
                         reply,
                     );
-                } else if matches!(self.opts.quit_after, Some(Stage::Connect | Stage::Banner)) {
-                    self.quit(Outcome::StoppedAfter(
-                        self.opts.quit_after.unwrap_or(Stage::Banner),
-                    ));
                 } else {
-                    self.send_hello(false);
+                    self.at_stage(&[Stage::Connect, Stage::Banner], |c| {
+                        c.send_hello(false, false)
+                    });
                 }
             }
-            State::ExpectHelloReply { verb, after_tls } => {
-                self.on_hello_reply(verb, after_tls, reply)
-            }
+            State::ExpectHelloReply {
+                verb,
+                after_tls,
+                after_xclient,
+            } => self.on_hello_reply(verb, after_tls, after_xclient, reply),
             State::ExpectStartTlsReply => {
                 if reply.code != 220 {
                     self.fail(FailedStep::Tls, "the server refused STARTTLS", reply);
@@ -726,7 +1052,16 @@ impl Client {
                 self.push_event(Event::StartTlsRequested);
                 self.discard_read_ahead();
             }
-            State::AwaitTls | State::Done => {
+            State::ExpectXclientReply => {
+                if reply.is_positive() {
+                    self.note("XCLIENT accepted: the session starts over with EHLO");
+                    let tls = self.tls;
+                    self.send_hello(tls, true);
+                } else {
+                    self.fail(FailedStep::Xclient, "XCLIENT was refused", reply);
+                }
+            }
+            State::AwaitTls | State::Done | State::Idle => {
                 self.raise(
                     Finding::new(
                         SMTP_REPLY_UNEXPECTED,
@@ -737,64 +1072,27 @@ impl Client {
                 self.state = state;
             }
             State::ExpectAuthReply(auth) => self.on_auth_reply(*auth, reply),
-            State::ExpectMailReply => {
-                if reply.is_positive() {
-                    self.after_mail();
-                } else {
-                    self.fail(FailedStep::Mail, "MAIL FROM was refused", reply);
+            State::ExpectRawReply { verb } => {
+                if reply.code == 354 {
+                    self.note(&format!(
+                        "the server answered 354 to the injected {verb}: what mailscope sends next is message text to it"
+                    ));
+                }
+                if !self.outstanding()
+                    && let Some((stages, then)) = self.resume.take()
+                {
+                    self.at_stage(stages, then);
                 }
             }
-            State::ExpectRcptReply { index } => {
-                let accepted = reply.is_positive();
-                let to = self.opts.to.get(index).cloned().unwrap_or_default();
-                self.push_event(Event::RecipientAnswered {
-                    to,
-                    accepted,
-                    reply: reply.clone(),
-                });
-                if accepted {
-                    self.accepted += 1;
-                }
-                if index + 1 < self.opts.to.len() {
-                    self.send_rcpt(index + 1);
-                } else if self.accepted == 0 {
-                    self.fail(FailedStep::Rcpt, "no recipient was accepted", reply);
-                } else if self.opts.quit_after == Some(Stage::Rcpt) {
-                    self.quit(Outcome::StoppedAfter(Stage::Rcpt));
-                } else if self.opts.data.is_none() {
-                    self.note("no message data given: stopping after RCPT");
-                    self.quit(Outcome::StoppedAfter(Stage::Rcpt));
-                } else {
-                    self.send(Command::Data, State::ExpectDataReply);
-                }
-            }
-            State::ExpectDataReply => {
-                if reply.code != 354 {
-                    self.fail(FailedStep::Data, "DATA was refused", reply);
-                } else if self.opts.quit_after == Some(Stage::Data) {
-                    self.note("quit-after data: closing the connection without QUIT (QUIT would be message text now)");
-                    self.state = State::Done;
-                    self.finish(Outcome::StoppedAfter(Stage::Data));
-                } else {
-                    self.send_data();
-                }
-            }
-            State::ExpectDataEndReply => {
-                if reply.is_positive() {
-                    let then = if self.opts.quit_after == Some(Stage::Dot) {
-                        Outcome::StoppedAfter(Stage::Dot)
-                    } else {
-                        Outcome::Completed
-                    };
-                    self.quit(then);
-                } else {
-                    self.fail(
-                        FailedStep::Dot,
-                        "the message was refused after the final dot",
-                        reply,
-                    );
-                }
-            }
+            State::ExpectMailReply
+            | State::ExpectRcptReply { .. }
+            | State::ExpectDataReply
+            | State::ExpectDoomedDotReply
+            | State::ExpectDataEndReply
+            | State::ExpectLmtpReply { .. }
+            | State::ExpectBdatReply { .. } => self.on_transaction_reply(state, reply),
+            State::ExpectProbeEnd => self.on_probe_end(reply),
+            State::ExpectProbeSync { verb } => self.on_probe_sync(verb, reply),
             State::ExpectQuitReply { then } => {
                 self.state = State::Done;
                 self.finish(then);
@@ -802,7 +1100,13 @@ impl Client {
         }
     }
 
-    fn on_hello_reply(&mut self, verb: &'static str, after_tls: bool, reply: Reply) {
+    fn on_hello_reply(
+        &mut self,
+        verb: &'static str,
+        after_tls: bool,
+        after_xclient: bool,
+        reply: Reply,
+    ) {
         if !reply.is_positive() {
             if verb == "EHLO"
                 && self.opts.hello == HelloKind::Ehlo
@@ -818,11 +1122,14 @@ impl Client {
                     State::ExpectHelloReply {
                         verb: "HELO",
                         after_tls,
+                        after_xclient,
                     },
                 );
                 return;
             }
-            let step = if after_tls {
+            let step = if after_xclient {
+                FailedStep::EhloAfterXclient
+            } else if after_tls {
                 FailedStep::EhloAfterTls
             } else {
                 FailedStep::Ehlo
@@ -830,6 +1137,12 @@ impl Client {
             self.fail(step, &format!("{verb} was refused"), reply);
             return;
         }
+        self.hello_verb = verb;
+        self.hello_first_line = reply
+            .lines
+            .first()
+            .map(|l| l.text.clone())
+            .unwrap_or_default();
         let caps = if verb == "HELO" {
             Capabilities::default()
         } else {
@@ -862,12 +1175,16 @@ impl Client {
             }
         }
         self.caps = Some(caps);
-        let wants_tls = self.opts.starttls && !self.tls;
-        if self.opts.quit_after == Some(Stage::FirstEhlo) && !after_tls {
-            self.quit(Outcome::StoppedAfter(Stage::FirstEhlo));
-            return;
+        if !after_tls && !after_xclient {
+            self.at_stage(&[Stage::FirstEhlo], Client::continue_session);
+        } else {
+            self.continue_session();
         }
-        if wants_tls {
+    }
+
+    /// After an EHLO: STARTTLS if wanted, then XCLIENT if wanted, then AUTH or the mail.
+    fn continue_session(&mut self) {
+        if self.opts.starttls && !self.tls {
             if !self.caps.as_ref().is_some_and(|c| c.has("STARTTLS")) {
                 self.fail_without_reply(
                     FailedStep::Tls,
@@ -878,21 +1195,71 @@ impl Client {
             self.send(Command::StartTls, State::ExpectStartTlsReply);
             return;
         }
-        if matches!(self.opts.quit_after, Some(Stage::Tls | Stage::Ehlo)) {
-            let stage = self.opts.quit_after.unwrap_or(Stage::Ehlo);
-            self.quit(Outcome::StoppedAfter(stage));
+        if !self.opts.xclient.is_empty() && !self.xclient_done {
+            self.send_xclient();
             return;
         }
-        self.start_auth_or_mail();
+        self.at_stage(&[Stage::Tls, Stage::Ehlo], Client::start_auth_or_mail);
+    }
+
+    fn send_xclient(&mut self) {
+        self.xclient_done = true;
+        let offered: Option<Vec<String>> = self.caps.as_ref().and_then(|c| {
+            c.params("XCLIENT")
+                .map(|p| p.iter().map(|a| a.to_ascii_uppercase()).collect())
+        });
+        let names: Vec<String> = self
+            .opts
+            .xclient
+            .iter()
+            .map(|(n, _)| n.to_ascii_uppercase())
+            .collect();
+        match &offered {
+            None if !self.opts.lax => {
+                self.fail_without_reply(
+                    FailedStep::Xclient,
+                    "the server does not offer XCLIENT (--lax sends it anyway)",
+                );
+                return;
+            }
+            None => self.raise(Finding::new(
+                SMTP_CLIENT_LAX_UNADVERTISED,
+                "XCLIENT sent although the server does not offer it",
+            )),
+            Some(list) => {
+                for n in names.iter().filter(|n| !list.contains(n)) {
+                    if !self.opts.lax {
+                        self.fail_without_reply(
+                            FailedStep::Xclient,
+                            &format!(
+                                "the server does not take the XCLIENT attribute {n} (it offers: {}; --lax sends it anyway)",
+                                list.join(" ")
+                            ),
+                        );
+                        return;
+                    }
+                    self.raise(Finding::new(
+                        SMTP_CLIENT_LAX_UNADVERTISED,
+                        format!("XCLIENT attribute {n} sent although the server does not list it"),
+                    ));
+                }
+            }
+        }
+        let attrs = names
+            .into_iter()
+            .zip(self.opts.xclient.iter())
+            .map(|(n, (_, v))| (n, xtext(v.as_bytes())))
+            .collect();
+        self.send_checked(
+            Command::Xclient(attrs),
+            State::ExpectXclientReply,
+            FailedStep::Xclient,
+        );
     }
 
     fn start_auth_or_mail(&mut self) {
         let Some(auth) = self.opts.auth.clone() else {
-            if self.opts.quit_after == Some(Stage::Auth) {
-                self.quit(Outcome::StoppedAfter(Stage::Auth));
-            } else {
-                self.send_mail();
-            }
+            self.at_stage(&[Stage::Auth], Client::begin_transactions);
             return;
         };
         let offered = self
@@ -900,22 +1267,45 @@ impl Client {
             .as_ref()
             .map(Capabilities::auth_mechanisms)
             .unwrap_or_default();
-        if offered.is_empty() {
-            self.fail_without_reply(FailedStep::Auth, "the server offers no AUTH mechanism");
+        let lax_named = self.opts.lax && auth.mechanism.is_some();
+        if offered.is_empty() && !lax_named {
+            let hint = if self.opts.lax {
+                " (name a mechanism to try it anyway)"
+            } else {
+                " (--lax tries a named mechanism anyway)"
+            };
+            self.fail_without_reply(
+                FailedStep::Auth,
+                &format!("the server offers no AUTH mechanism{hint}"),
+            );
             return;
         }
         let (mechanism, explicit) = match auth.mechanism {
             Some(m) => {
                 if !offered.iter().any(|o| o == m.name()) {
-                    self.fail_without_reply(
-                        FailedStep::Auth,
-                        &format!(
-                            "the server does not offer AUTH {} (it offers: {})",
+                    if !self.opts.lax {
+                        self.fail_without_reply(
+                            FailedStep::Auth,
+                            &format!(
+                                "the server does not offer AUTH {} (it offers: {}; --lax tries it anyway)",
+                                m.name(),
+                                offered.join(" ")
+                            ),
+                        );
+                        return;
+                    }
+                    self.raise(Finding::new(
+                        SMTP_CLIENT_LAX_UNADVERTISED,
+                        format!(
+                            "AUTH {} tried although the server offers {}",
                             m.name(),
-                            offered.join(" ")
+                            if offered.is_empty() {
+                                "no AUTH".to_string()
+                            } else {
+                                offered.join(" ")
+                            }
                         ),
-                    );
-                    return;
+                    ));
                 }
                 (m, true)
             }
@@ -1074,11 +1464,7 @@ impl Client {
                 mechanism: auth.mechanism,
                 server_verified: auth.session.server_verified(),
             });
-            if self.opts.quit_after == Some(Stage::Auth) {
-                self.quit(Outcome::StoppedAfter(Stage::Auth));
-            } else {
-                self.send_mail();
-            }
+            self.at_stage(&[Stage::Auth], Client::begin_transactions);
         } else {
             self.fail(
                 FailedStep::Auth,
@@ -1088,97 +1474,182 @@ impl Client {
         }
     }
 
-    fn send_mail(&mut self) {
-        let mut params = Vec::new();
-        if let Some(d) = &self.opts.data {
-            let offered = self.caps.as_ref().is_some_and(|c| c.has("8BITMIME"));
-            if has_8bit(d.content()) && offered {
-                params.push("BODY=8BITMIME".to_string());
-                self.eight_bit_declared = true;
-            }
-        }
-        let cmd = Command::Mail {
-            from: self.opts.from.clone(),
-            params,
-        };
-        self.send(cmd, State::ExpectMailReply);
-    }
-
-    fn after_mail(&mut self) {
-        if self.opts.quit_after == Some(Stage::Mail) {
-            self.quit(Outcome::StoppedAfter(Stage::Mail));
-        } else if self.opts.to.is_empty() {
-            self.fail_without_reply(FailedStep::Rcpt, "no recipient given (--to)");
+    /// The mail transaction, or the smuggling probes instead of it.
+    fn begin_transactions(&mut self) {
+        if self.probe_queue.is_empty() {
+            self.txn = Txn::default();
+            self.advance();
         } else {
-            self.send_rcpt(0);
+            if self.opts.data.is_some() {
+                self.note("smuggling probes: the given message is not sent; each probe is a message of its own");
+            }
+            self.begin_probe();
         }
     }
 
-    fn send_rcpt(&mut self, index: usize) {
-        let to = self.opts.to.get(index).cloned().unwrap_or_default();
-        self.send(
-            Command::Rcpt {
-                to,
-                params: Vec::new(),
-            },
-            State::ExpectRcptReply { index },
-        );
-    }
-
-    fn send_data(&mut self) {
-        let Some(data) = self.opts.data.take() else {
-            self.fail_without_reply(FailedStep::Data, "no message data");
-            return;
-        };
-        let offset =
-            self.transcript
-                .record(Direction::ClientToServer, self.now, self.tls, &data.bytes);
-        self.outbuf.extend_from_slice(&data.bytes);
-        self.waiting_since = self.now;
-        let terminator = match data.terminator {
-            crate::smtp::data::Terminator::CrLfDotCrLf => "\\r\\n.\\r\\n",
-            crate::smtp::data::Terminator::DotCrLf => ".\\r\\n",
-        };
-        if data.raw {
-            self.note(&format!(
-                "raw DATA: {} bytes sent unchanged, then {terminator} ({})",
-                data.content_len,
-                if terminator == ".\\r\\n" {
-                    "the content ended in CRLF"
-                } else {
-                    "the content did not end in CRLF"
-                }
-            ));
-        }
-        for f in lint_data(
-            data.content(),
-            offset,
-            Direction::ClientToServer,
-            self.eight_bit_declared,
-        ) {
-            self.raise(f);
-        }
-        self.push_event(Event::DataSent {
-            offset,
-            content_len: data.content_len,
-            raw: data.raw,
-            terminator,
-        });
-        self.state = State::ExpectDataEndReply;
-    }
-
-    fn send_hello(&mut self, after_tls: bool) {
+    fn send_hello(&mut self, after_tls: bool, after_xclient: bool) {
         let name = self.opts.helo_name.clone();
         let (cmd, verb) = match self.opts.hello {
             HelloKind::Ehlo => (Command::Ehlo(name), "EHLO"),
             HelloKind::Helo => (Command::Helo(name), "HELO"),
             HelloKind::Lhlo => (Command::Lhlo(name), "LHLO"),
         };
-        self.send(cmd, State::ExpectHelloReply { verb, after_tls });
+        let step = if after_xclient {
+            FailedStep::EhloAfterXclient
+        } else if after_tls {
+            FailedStep::EhloAfterTls
+        } else {
+            FailedStep::Ehlo
+        };
+        self.send_checked(
+            cmd,
+            State::ExpectHelloReply {
+                verb,
+                after_tls,
+                after_xclient,
+            },
+            step,
+        );
+    }
+
+    /// A stage completed: send its raw commands and wait for their replies, then stop there
+    /// if asked (`quit_after`, `drop_after`), or go on with `then`.
+    fn at_stage(&mut self, stages: &'static [Stage], then: Then) {
+        let mut waits = false;
+        for &s in stages {
+            waits |= self.send_raw(s);
+        }
+        if waits || self.outstanding() {
+            self.resume = Some((stages, then));
+            return;
+        }
+        for &s in stages {
+            if self.stop_at(s) {
+                return;
+            }
+        }
+        then(self);
+    }
+
+    /// Whether the session stops at `stage`; if so, stops (QUIT, or closing).
+    fn stop_at(&mut self, stage: Stage) -> bool {
+        if self.opts.drop_after == Some(stage) {
+            self.note(&format!(
+                "drop-after {}: closing the connection without QUIT",
+                stage.name()
+            ));
+            self.finish(Outcome::Dropped(stage));
+            return true;
+        }
+        if self.opts.quit_after != Some(stage) {
+            return false;
+        }
+        if stage == Stage::Data && !self.txn.bdat() {
+            self.note("quit-after data: closing the connection without QUIT (QUIT would be message text now)");
+            self.finish(Outcome::StoppedAfter(Stage::Data));
+        } else {
+            self.quit(Outcome::StoppedAfter(stage));
+        }
+        true
+    }
+
+    /// Whether a stop point or raw commands wait at `stage` (a pipelined group ends there).
+    fn pauses_at(&self, stage: Stage) -> bool {
+        self.opts.quit_after == Some(stage)
+            || self.opts.drop_after == Some(stage)
+            || self.raw_pending.iter().any(|r| r.stage == stage)
+    }
+
+    /// Sends the raw commands for `stage`; returns whether replies to them are due.
+    fn send_raw(&mut self, stage: Stage) -> bool {
+        if self.raw_pending.iter().all(|r| r.stage != stage) {
+            return false;
+        }
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.raw_pending)
+            .into_iter()
+            .partition(|r| r.stage == stage);
+        self.raw_pending = rest;
+        // After DATA's 354 the bytes are message text: nothing answers them.
+        let in_data = stage == Stage::Data && !self.txn.bdat();
+        let mut waits = false;
+        for r in mine {
+            let verb = raw_verb(&r.bytes);
+            self.raise(Finding::new(
+                SMTP_CLIENT_LAX_OUT_OF_ORDER,
+                format!("injected after {}: \"{}\"", stage.name(), escape(&r.bytes)),
+            ));
+            let offset =
+                self.transcript
+                    .record(Direction::ClientToServer, self.now, self.tls, &r.bytes);
+            if !in_data {
+                for f in lint_command_line(&r.bytes, offset, Direction::ClientToServer) {
+                    self.raise(f);
+                }
+            }
+            self.outbuf.extend_from_slice(&r.bytes);
+            self.push_event(Event::CommandSent {
+                command: verb,
+                offset,
+            });
+            if !in_data {
+                for _ in r.bytes.iter().filter(|&&b| b == b'\n') {
+                    self.expect(State::ExpectRawReply { verb });
+                    waits = true;
+                }
+            }
+        }
+        self.waiting_since = self.now;
+        waits
+    }
+
+    /// Whether a reply is due.
+    fn outstanding(&self) -> bool {
+        !matches!(self.state, State::Idle | State::Done) || !self.queued.is_empty()
+    }
+
+    /// Expects one more reply, after those already due.
+    fn expect(&mut self, next: State) {
+        if matches!(self.state, State::Idle) {
+            self.state = next;
+        } else {
+            self.queued.push_back(next);
+        }
     }
 
     fn send(&mut self, cmd: Command, next: State) {
         self.send_line(cmd.verb(), cmd.to_bytes(), Vec::new(), next);
+    }
+
+    /// Sends a command unless its line is over 512 octets (then refused, or sent with `lax`
+    /// and a finding); returns whether it was sent.
+    fn send_checked(&mut self, cmd: Command, next: State, step: FailedStep) -> bool {
+        let line = cmd.to_bytes();
+        if !self.line_fits(cmd.verb(), line.len(), step) {
+            return false;
+        }
+        self.send_line(cmd.verb(), line, Vec::new(), next);
+        true
+    }
+
+    /// The oversize-line rule for one command line of `len` octets.
+    fn line_fits(&mut self, verb: &str, len: usize, step: FailedStep) -> bool {
+        if len <= MAX_COMMAND_LINE {
+            return true;
+        }
+        if !self.opts.lax {
+            self.fail_without_reply(
+                step,
+                &format!(
+                    "the {verb} command line would be {len} octets, over RFC 5321's {MAX_COMMAND_LINE} (--lax sends it anyway)"
+                ),
+            );
+            return false;
+        }
+        self.raise(Finding::new(
+            SMTP_CLIENT_LAX_OVERSIZE,
+            format!("{verb} command line of {len} octets sent on purpose"),
+        ));
+        true
     }
 
     fn send_line(
@@ -1204,7 +1675,17 @@ impl Client {
             offset,
         });
         self.waiting_since = self.now;
-        self.state = next;
+        self.expect(next);
+    }
+
+    /// Message bytes (DATA content, a BDAT chunk): recorded and queued, no lint here.
+    fn send_bytes(&mut self, bytes: &[u8]) -> u64 {
+        let offset = self
+            .transcript
+            .record(Direction::ClientToServer, self.now, self.tls, bytes);
+        self.outbuf.extend_from_slice(bytes);
+        self.waiting_since = self.now;
+        offset
     }
 
     fn quit(&mut self, then: Outcome) {
@@ -1245,6 +1726,7 @@ impl Client {
             }
             self.finished = true;
             self.state = State::Done;
+            self.queued.clear();
             self.push_event(Event::Finished(outcome));
         }
     }
@@ -1306,10 +1788,65 @@ impl Client {
     fn note(&mut self, text: &str) {
         self.push_event(Event::Note(text.to_string()));
     }
+
+    /// Lints message content sent in one piece at `offset` (DATA).
+    fn lint_content(&mut self, content: &[u8], offset: u64) {
+        for f in lint_data(
+            content,
+            offset,
+            Direction::ClientToServer,
+            self.txn.eight_bit_declared(),
+        ) {
+            self.raise(f);
+        }
+    }
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
     b.trim_ascii()
+}
+
+/// The verb of an injected line, for events: the first word if it is a known command.
+fn raw_verb(bytes: &[u8]) -> &'static str {
+    const VERBS: [&str; 18] = [
+        "EHLO", "HELO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY",
+        "EXPN", "HELP", "AUTH", "STARTTLS", "XCLIENT", "ETRN", "TURN",
+    ];
+    let word: Vec<u8> = bytes
+        .iter()
+        .take_while(|b| b.is_ascii_alphabetic())
+        .map(u8::to_ascii_uppercase)
+        .collect();
+    VERBS
+        .iter()
+        .find(|v| v.as_bytes() == word.as_slice())
+        .copied()
+        .unwrap_or("RAW")
+}
+
+fn context_for(state: &State) -> Context {
+    match state {
+        State::ExpectGreeting => Context::Greeting,
+        State::ExpectHelloReply { .. } => Context::Ehlo,
+        State::ExpectStartTlsReply => Context::StartTls,
+        State::ExpectAuthReply(_) => Context::Auth,
+        State::ExpectMailReply => Context::Mail,
+        State::ExpectRcptReply { .. } => Context::Rcpt,
+        State::ExpectDataReply => Context::Data,
+        State::ExpectBdatReply { last: false, .. } => Context::Data,
+        State::ExpectDataEndReply
+        | State::ExpectBdatReply { last: true, .. }
+        | State::ExpectLmtpReply { .. }
+        | State::ExpectProbeEnd => Context::EndOfData,
+        State::ExpectQuitReply { .. } => Context::Quit,
+        State::ExpectXclientReply
+        | State::ExpectRawReply { .. }
+        | State::ExpectDoomedDotReply
+        | State::ExpectProbeSync { .. }
+        | State::AwaitTls
+        | State::Done
+        | State::Idle => Context::Other,
+    }
 }
 
 fn answered_verb(state: &State) -> Option<&'static str> {
@@ -1317,13 +1854,19 @@ fn answered_verb(state: &State) -> Option<&'static str> {
         State::ExpectGreeting => None,
         State::ExpectHelloReply { verb, .. } => Some(verb),
         State::ExpectStartTlsReply => Some("STARTTLS"),
+        State::ExpectXclientReply => Some("XCLIENT"),
         State::ExpectAuthReply(_) => Some("AUTH"),
         State::ExpectMailReply => Some("MAIL"),
         State::ExpectRcptReply { .. } => Some("RCPT"),
         State::ExpectDataReply => Some("DATA"),
-        State::ExpectDataEndReply => Some("."),
+        State::ExpectBdatReply { .. } => Some("BDAT"),
+        State::ExpectDataEndReply
+        | State::ExpectDoomedDotReply
+        | State::ExpectLmtpReply { .. }
+        | State::ExpectProbeEnd => Some("."),
+        State::ExpectRawReply { verb } | State::ExpectProbeSync { verb } => Some(verb),
         State::ExpectQuitReply { .. } => Some("QUIT"),
-        State::AwaitTls | State::Done => None,
+        State::AwaitTls | State::Done | State::Idle => None,
     }
 }
 
@@ -1331,7 +1874,12 @@ fn waiting_for(state: &State) -> String {
     match state {
         State::ExpectGreeting => "the greeting".into(),
         State::AwaitTls => "the TLS handshake".into(),
-        State::Done => "nothing".into(),
+        State::Done | State::Idle => "nothing".into(),
+        State::ExpectProbeSync { verb } => {
+            format!("the reply to the {verb} that follows a smuggling probe")
+        }
+        State::ExpectBdatReply { last: true, .. } => "the reply to BDAT LAST".into(),
+        State::ExpectBdatReply { chunk, .. } => format!("the reply to BDAT chunk {}", chunk + 1),
         other => match answered_verb(other) {
             Some(".") => "the reply to the final dot".into(),
             Some(v) => format!("the reply to {v}"),
@@ -1344,17 +1892,30 @@ fn failed_step_for(state: &State) -> FailedStep {
     match state {
         State::ExpectGreeting => FailedStep::Banner,
         State::ExpectHelloReply {
+            after_xclient: true,
+            ..
+        } => FailedStep::EhloAfterXclient,
+        State::ExpectHelloReply {
             after_tls: false, ..
         } => FailedStep::Ehlo,
         State::ExpectHelloReply {
             after_tls: true, ..
         } => FailedStep::EhloAfterTls,
         State::ExpectStartTlsReply | State::AwaitTls => FailedStep::Tls,
+        State::ExpectXclientReply => FailedStep::Xclient,
         State::ExpectAuthReply(_) => FailedStep::Auth,
         State::ExpectMailReply => FailedStep::Mail,
         State::ExpectRcptReply { .. } => FailedStep::Rcpt,
-        State::ExpectDataReply => FailedStep::Data,
-        State::ExpectDataEndReply => FailedStep::Dot,
-        State::ExpectQuitReply { .. } | State::Done => FailedStep::ConnectionClosed,
+        State::ExpectDataReply | State::ExpectBdatReply { last: false, .. } => FailedStep::Data,
+        State::ExpectDataEndReply
+        | State::ExpectDoomedDotReply
+        | State::ExpectLmtpReply { .. }
+        | State::ExpectBdatReply { last: true, .. }
+        | State::ExpectProbeEnd
+        | State::ExpectProbeSync { .. } => FailedStep::Dot,
+        State::ExpectRawReply { .. }
+        | State::ExpectQuitReply { .. }
+        | State::Done
+        | State::Idle => FailedStep::ConnectionClosed,
     }
 }

@@ -7,6 +7,10 @@ use super::reply::ReplyLimits;
 use crate::sasl::{Credentials, Mechanism};
 use crate::transcript::{Direction, RenderOptions, Role, Timestamp, direction_mark, render_chunk};
 
+// Pipelining, BDAT, ESMTP parameters, LMTP, drop-after, XCLIENT, PROXY, lax, smuggling.
+#[path = "client_ext_tests.rs"]
+mod ext;
+
 fn opts() -> ClientOptions {
     ClientOptions {
         helo_name: "client.example.test".into(),
@@ -21,6 +25,7 @@ fn opts() -> ClientOptions {
         quit_after: None,
         reply_limits: ReplyLimits::default(),
         step_timeout_us: 30_000_000,
+        ..ClientOptions::default()
     }
 }
 

@@ -50,6 +50,17 @@ pub enum Command {
     Noop,
     /// `QUIT`.
     Quit,
+    /// `BDAT size [LAST]` (RFC 3030); the chunk's bytes follow the line and are not part of
+    /// the command.
+    Bdat {
+        /// Chunk size in octets.
+        size: usize,
+        /// Whether this is the last chunk.
+        last: bool,
+    },
+    /// `XCLIENT name=value ...` (Postfix); the values are written as given, so they must
+    /// already be xtext ([`xtext`]).
+    Xclient(Vec<(String, String)>),
 }
 
 impl Command {
@@ -67,6 +78,8 @@ impl Command {
             Command::Rset => "RSET",
             Command::Noop => "NOOP",
             Command::Quit => "QUIT",
+            Command::Bdat { .. } => "BDAT",
+            Command::Xclient(_) => "XCLIENT",
         }
     }
 
@@ -101,6 +114,18 @@ impl Command {
             Command::Rset => push("RSET"),
             Command::Noop => push("NOOP"),
             Command::Quit => push("QUIT"),
+            Command::Bdat { size, last } => {
+                push(&format!("BDAT {size}"));
+                if *last {
+                    push(" LAST");
+                }
+            }
+            Command::Xclient(attrs) => {
+                push("XCLIENT");
+                for (name, value) in attrs {
+                    push(&format!(" {name}={value}"));
+                }
+            }
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -111,6 +136,38 @@ impl Command {
         self.encode(&mut v);
         v
     }
+}
+
+/// RFC 3461 §4 xtext: every octet outside `!`..`~`, and `+` and `=`, becomes `+` and two
+/// upper-case hex digits. Used for ENVID, ORCPT and XCLIENT values.
+pub fn xtext(value: &[u8]) -> String {
+    let mut s = String::with_capacity(value.len());
+    for &b in value {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            s.push(char::from(b));
+        } else {
+            s.push_str(&format!("+{b:02X}"));
+        }
+    }
+    s
+}
+
+/// The ORCPT value for an address (RFC 3461 §4.2): `rfc822;` and the xtext of an ASCII
+/// address, or, for an internationalised one, `utf-8;` and RFC 6533's utf-8-addr-unitext
+/// (UTF-8 kept; `+`, `=`, `\` and controls as `\x{HH}`), which needs SMTPUTF8 anyway.
+pub fn orcpt(address: &str) -> String {
+    if address.is_ascii() {
+        return format!("rfc822;{}", xtext(address.as_bytes()));
+    }
+    let mut s = String::from("utf-8;");
+    for c in address.chars() {
+        if c.is_ascii() && (!('!'..='~').contains(&c) || matches!(c, '+' | '=' | '\\')) {
+            s.push_str(&format!("\\x{{{:X}}}", u32::from(c)));
+        } else {
+            s.push(c);
+        }
+    }
+    s
 }
 
 /// Lints one command line as it crossed (line end included). Offsets in the findings are
@@ -194,6 +251,48 @@ mod tests {
             b"AUTH PLAIN dGVzdAB0ZXN0AHRlc3RwYXNz\r\n"
         );
         assert_eq!(Command::Quit.to_bytes(), b"QUIT\r\n");
+        assert_eq!(
+            Command::Bdat {
+                size: 86,
+                last: false
+            }
+            .to_bytes(),
+            b"BDAT 86\r\n"
+        );
+        assert_eq!(
+            Command::Bdat {
+                size: 0,
+                last: true
+            }
+            .to_bytes(),
+            b"BDAT 0 LAST\r\n"
+        );
+        assert_eq!(
+            Command::Xclient(vec![
+                ("NAME".into(), "spike.porcupine.org".into()),
+                ("ADDR".into(), "168.100.189.2".into()),
+            ])
+            .to_bytes(),
+            b"XCLIENT NAME=spike.porcupine.org ADDR=168.100.189.2\r\n"
+        );
+    }
+
+    #[test]
+    fn xtext_and_orcpt_follow_rfc_3461_and_6533() {
+        // RFC 3461 §4: "+" and "=" and everything outside "!".."~" are hex-escaped.
+        assert_eq!(xtext(b"a+b=c d"), "a+2Bb+3Dc+20d");
+        assert_eq!(xtext(b"Bob@Example.COM"), "Bob@Example.COM");
+        assert_eq!(xtext("é".as_bytes()), "+C3+A9");
+        assert_eq!(xtext(b"[UNAVAILABLE]"), "[UNAVAILABLE]");
+        assert_eq!(
+            orcpt("bob+tag@example.test"),
+            "rfc822;bob+2Btag@example.test"
+        );
+        // RFC 6533 §3: UTF-8 kept, the three specials as \x{..}.
+        assert_eq!(
+            orcpt("jöe+1@exämple.test"),
+            "utf-8;jöe\\x{2B}1@exämple.test"
+        );
     }
 
     #[test]

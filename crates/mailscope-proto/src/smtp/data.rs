@@ -44,6 +44,42 @@ impl PreparedData {
     pub fn content(&self) -> &[u8] {
         &self.bytes[..self.content_len]
     }
+
+    /// The message without dot-stuffing: what BDAT sends (RFC 3030 has no stuffing) and what
+    /// SIZE counts. A raw message is its content exactly as given; a normalised one loses the
+    /// dot [`prepare_normalized`] doubled at the start of each line.
+    pub fn unstuffed(&self) -> Vec<u8> {
+        let content = self.content();
+        if self.raw {
+            return content.to_vec();
+        }
+        let mut out = Vec::with_capacity(content.len());
+        let mut at_line_start = true;
+        for (i, &b) in content.iter().enumerate() {
+            // Only a doubled dot was stuffed; a lone one cannot occur in normalised content.
+            let stuffed = at_line_start && b == b'.' && content.get(i + 1) == Some(&b'.');
+            if !stuffed {
+                out.push(b);
+            }
+            at_line_start = !stuffed && b == b'\n';
+        }
+        out
+    }
+
+    /// The message size as RFC 1870 §3 defines it for `SIZE=`: octets including CRLFs, without
+    /// the terminating dot and without doubled (stuffing) dots.
+    pub fn message_size(&self) -> usize {
+        if self.raw {
+            return self.content_len;
+        }
+        let content = self.content();
+        let stuffed = content
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b == b'.' && (i == 0 || content[i - 1] == b'\n'))
+            .count();
+        self.content_len - stuffed
+    }
 }
 
 /// Normalises every line end (CRLF, bare LF, bare CR) to CRLF, doubles a leading dot on each
@@ -236,6 +272,22 @@ mod tests {
         assert!(lint_data(p.content(), 0, Direction::ClientToServer, false).is_empty());
         assert_eq!(prepare_normalized(b"").bytes, b".\r\n");
         assert_eq!(prepare_normalized(b"a\r\n").bytes, b"a\r\n.\r\n");
+    }
+
+    #[test]
+    fn unstuffed_inverts_dot_stuffing_and_sizes_follow_rfc_1870() {
+        let original = b"Subject: x\r\n\r\n.hidden\r\n..two\r\n.\r\nend\r\n";
+        let p = prepare_normalized(original);
+        assert_eq!(
+            p.content(),
+            b"Subject: x\r\n\r\n..hidden\r\n...two\r\n..\r\nend\r\n"
+        );
+        assert_eq!(p.unstuffed(), original);
+        assert_eq!(p.message_size(), original.len());
+        assert_eq!(prepare_normalized(b"").message_size(), 0);
+        let r = prepare_raw(b"a\n.\nb");
+        assert_eq!(r.unstuffed(), b"a\n.\nb");
+        assert_eq!(r.message_size(), 5);
     }
 
     #[test]

@@ -31,6 +31,7 @@ fn copts() -> ClientOptions {
         quit_after: None,
         reply_limits: ReplyLimits::default(),
         step_timeout_us: 30_000_000,
+        ..ClientOptions::default()
     }
 }
 
