@@ -27,6 +27,9 @@ pub struct SmtpTarget {
     pub timeout: Duration,
     /// Local address to connect from (`--local-interface`).
     pub local: Option<SocketAddr>,
+    /// PROXY protocol header to send before the first byte: version (1 or 2), and the source
+    /// and destination to claim (default: the real addresses of the connection).
+    pub proxy: Option<(u8, Option<SocketAddr>, Option<SocketAddr>)>,
 }
 
 /// What the driver tells the front end, in order.
@@ -86,6 +89,26 @@ pub async fn run_smtp_client(
     );
     client.set_peer_is_loopback(connected.peer.ip().is_loopback());
     let mut stream = MaybeTlsStream::Plain(connected.stream);
+    if let Some((version, src, dst)) = target.proxy {
+        // The PROXY header precedes everything, TLS included (HAProxy spec §2).
+        let (src, dst) = (
+            src.unwrap_or(connected.local),
+            dst.unwrap_or(connected.peer),
+        );
+        let header = match version {
+            1 => mailscope_proto::smtp::client::proxy::encode_proxy_v1(src, dst),
+            _ => mailscope_proto::smtp::client::proxy::encode_proxy_v2(src, dst),
+        };
+        client.send_preamble(now(), &header);
+        let mut out = Vec::new();
+        while client.poll_transmit(&mut out) {}
+        if let Err(e) = stream.write_all(&out).await {
+            return Err(SessionError::Connect(NetError::Connect {
+                addr: connected.peer,
+                source: e,
+            }));
+        }
+    }
     if target.implicit_tls {
         match stream.upgrade(tls, &target.host, target.timeout).await {
             Ok((s, report)) => {

@@ -17,7 +17,8 @@ use mailscope_proto::finding::{
 };
 use mailscope_proto::sasl::{Credentials, Mechanism};
 use mailscope_proto::smtp::client::{
-    AuthOptions, Client, ClientOptions, Event, HelloKind, Outcome,
+    AuthOptions, BodyType, Client, ClientOptions, DsnNotify, DsnOptions, DsnRet, Event, HelloKind,
+    Outcome, RawCommand, SmugglingVariant, Stage,
 };
 use mailscope_proto::smtp::data::{prepare_normalized, prepare_raw};
 use mailscope_proto::smtp::reply::ReplyLimits;
@@ -156,6 +157,73 @@ pub struct SmtpArgs {
     /// Route as mail for DOMAIN would go (its MX), instead of the first recipient's domain.
     #[arg(long, value_name = "DOMAIN", conflicts_with = "server")]
     pub copy_routing: Option<String>,
+    /// Send MAIL, RCPT and DATA in one go when the server offers PIPELINING (RFC 2920).
+    #[arg(long)]
+    pub pipeline: bool,
+    /// Send what the server did not advertise or the protocol forbids (each marked with a
+    /// finding): unadvertised extensions, pipelining without PIPELINING, oversize lines,
+    /// --raw-command out of order.
+    #[arg(long)]
+    pub lax: bool,
+    /// Send the message with BDAT (RFC 3030 CHUNKING) instead of DATA.
+    #[arg(long)]
+    pub chunking: bool,
+    /// BDAT chunk size in octets.
+    #[arg(long, default_value_t = 65536, value_name = "OCTETS")]
+    pub chunk_size: usize,
+    /// BODY= on MAIL: 7bit, 8bitmime, binarymime (binarymime sends with BDAT).
+    #[arg(long, value_name = "TYPE")]
+    pub body_type: Option<String>,
+    /// DSN NOTIFY= on every RCPT: never, or a comma list of success, failure, delay.
+    #[arg(long, value_name = "LIST")]
+    pub dsn_notify: Option<String>,
+    /// DSN RET= on MAIL: full or hdrs.
+    #[arg(long, value_name = "full|hdrs")]
+    pub dsn_ret: Option<String>,
+    /// DSN ENVID= on MAIL (xtext-encoded when sent).
+    #[arg(long, value_name = "ID")]
+    pub envid: Option<String>,
+    /// DSN ORCPT= on every RCPT (the recipient's own address with `rfc822;`).
+    #[arg(long)]
+    pub orcpt: bool,
+    /// SMTPUTF8 on MAIL (RFC 6531); needed anyway for non-ASCII addresses.
+    #[arg(long)]
+    pub smtputf8: bool,
+    /// REQUIRETLS on MAIL (RFC 8689; only inside TLS).
+    #[arg(long)]
+    pub requiretls: bool,
+    /// Do not send SIZE= on MAIL (sent by default when the server offers SIZE).
+    #[arg(long)]
+    pub no_size: bool,
+    /// Extra MAIL FROM parameter, sent as given; repeatable.
+    #[arg(long, value_name = "PARAM")]
+    pub mail_param: Vec<String>,
+    /// Extra RCPT TO parameter, sent as given; repeatable.
+    #[arg(long, value_name = "PARAM")]
+    pub rcpt_param: Vec<String>,
+    /// Close the connection without QUIT after this stage (swaks' --drop-after).
+    #[arg(long, value_name = "STAGE", value_parser = parse_stage, conflicts_with = "quit_after")]
+    pub drop_after: Option<mailscope_proto::smtp::client::Stage>,
+    /// XCLIENT attributes (Postfix), "NAME=value NAME=value" or repeated; sent after EHLO.
+    #[arg(long, value_name = "NAME=VALUE ...")]
+    pub xclient: Vec<String>,
+    /// Send a raw line at a stage (STAGE:LINE, \r\n escapes understood; needs --lax).
+    #[arg(long, value_name = "STAGE:LINE", requires = "lax")]
+    pub raw_command: Vec<String>,
+    /// SMTP smuggling probes against the server you name (--server required): sends each
+    /// end-of-data lookalike (\n.\n, \r.\r, ...) with smuggled commands after it and
+    /// reports how the server treated each. Optional comma list of variants; default all.
+    #[arg(long, value_name = "VARIANTS", num_args = 0..=1, default_missing_value = "all", requires = "server")]
+    pub probe_smuggling: Option<String>,
+    /// Send a PROXY protocol header (HAProxy v1 or v2) before the first byte.
+    #[arg(long, value_name = "1|2", value_parser = ["1", "2"])]
+    pub proxy: Option<String>,
+    /// Source address claimed in the PROXY header (default: the real local address).
+    #[arg(long, value_name = "ADDR:PORT", requires = "proxy")]
+    pub proxy_source: Option<std::net::SocketAddr>,
+    /// Destination address claimed in the PROXY header (default: the real server address).
+    #[arg(long, value_name = "ADDR:PORT", requires = "proxy")]
+    pub proxy_dest: Option<std::net::SocketAddr>,
     /// Do not show what mailscope sent.
     #[arg(long)]
     pub hide_send: bool,
@@ -393,6 +461,13 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
         implicit_tls: args.tls_on_connect,
         timeout,
         local,
+        proxy: args.proxy.as_deref().map(|v| {
+            (
+                if v == "1" { 1 } else { 2 },
+                args.proxy_source,
+                args.proxy_dest,
+            )
+        }),
     };
     let opts = ClientOptions {
         helo_name,
@@ -414,8 +489,98 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
         quit_after: args.quit_after,
         reply_limits: ReplyLimits::default(),
         step_timeout_us: u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX),
-        ..ClientOptions::default()
+        pipeline: args.pipeline,
+        lax: args.lax,
+        chunking: args.chunking,
+        chunk_size: args.chunk_size,
+        body_type: match &args.body_type {
+            Some(b) => Some(BodyType::from_name(b).ok_or_else(|| {
+                usage(format!(
+                    "--body-type {b:?}: one of 7bit, 8bitmime, binarymime"
+                ))
+            })?),
+            None => None,
+        },
+        dsn: DsnOptions {
+            notify: match &args.dsn_notify {
+                Some(list) => list
+                    .split(',')
+                    .map(|n| {
+                        DsnNotify::from_name(n.trim()).ok_or_else(|| {
+                            usage(format!(
+                                "--dsn-notify {n:?}: never, success, failure or delay"
+                            ))
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+                None => Vec::new(),
+            },
+            ret: match &args.dsn_ret {
+                Some(r) => Some(
+                    DsnRet::from_name(r)
+                        .ok_or_else(|| usage(format!("--dsn-ret {r:?}: full or hdrs")))?,
+                ),
+                None => None,
+            },
+            envid: args.envid.clone(),
+            orcpt: args.orcpt,
+        },
+        smtputf8: args.smtputf8,
+        requiretls: args.requiretls,
+        declare_size: !args.no_size,
+        mail_params: args.mail_param.clone(),
+        rcpt_params: args.rcpt_param.clone(),
+        drop_after: args.drop_after,
+        xclient: args
+            .xclient
+            .iter()
+            .flat_map(|x| x.split_whitespace())
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Ok((k.to_ascii_uppercase(), v.to_string())),
+                _ => Err(usage(format!("--xclient {kv:?}: expected NAME=value"))),
+            })
+            .collect::<Result<_>>()?,
+        raw_commands: args
+            .raw_command
+            .iter()
+            .map(|r| {
+                let (stage, line) = r
+                    .split_once(':')
+                    .ok_or_else(|| usage(format!("--raw-command {r:?}: expected STAGE:LINE")))?;
+                let stage = Stage::from_name(stage).ok_or_else(|| {
+                    usage(format!("--raw-command {r:?}: unknown stage {stage:?}"))
+                })?;
+                let mut bytes = mailscope_proto::escape::unescape(line, false)
+                    .map_err(|e| usage(format!("--raw-command {r:?}: {e}")))?;
+                if !bytes.ends_with(b"\n") {
+                    bytes.extend_from_slice(b"\r\n");
+                }
+                Ok(RawCommand { stage, bytes })
+            })
+            .collect::<Result<_>>()?,
+        probe_smuggling: match args.probe_smuggling.as_deref() {
+            None => Vec::new(),
+            Some("all") => SmugglingVariant::ALL.to_vec(),
+            Some(list) => list
+                .split(',')
+                .map(|v| {
+                    SmugglingVariant::from_name(v.trim()).ok_or_else(|| {
+                        usage(format!(
+                            "--probe-smuggling {v:?}: one of {}",
+                            SmugglingVariant::ALL
+                                .iter()
+                                .map(|x| x.name())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?,
+        },
     };
+    if let Err(e) = opts.validate() {
+        return Err(usage(e));
+    }
     let mut client = Client::new(opts);
     let mut state = SummaryState {
         peer_cert_out: args.tls_get_peer_cert.clone(),
@@ -623,8 +788,6 @@ fn on_event(rep: &mut Reporter, st: &mut SummaryState, c: &Client, ev: DriverEve
                     }),
                 );
                 }
-                // TODO(issue 3): JSON event types for these (the machine's notes carry the
-                // probe verdicts meanwhile).
                 Event::RecipientDelivered {
                     to,
                     accepted,
@@ -636,8 +799,33 @@ fn on_event(rep: &mut Reporter, st: &mut SummaryState, c: &Client, ev: DriverEve
                             &format!("LMTP: not delivered to {to}: {}", reply.summary()),
                         );
                     }
+                    rep.event(
+                        "recipient_delivered",
+                        at,
+                        json!({ "to": to, "accepted": accepted, "code": reply.code,
+                            "enhanced_code": reply.enhanced.map(|e| e.to_string()), "text": reply.text() }),
+                    );
                 }
-                Event::ChunkSent { .. } | Event::SmugglingProbeResult { .. } => {}
+                Event::ChunkSent { offset, len, last } => {
+                    rep.event(
+                        "chunk_sent",
+                        at,
+                        json!({ "offset": offset, "length": len, "last": last }),
+                    );
+                }
+                Event::SmugglingProbeResult {
+                    variant,
+                    verdict,
+                    replies,
+                } => {
+                    // The machine's own note already explains the verdict in words.
+                    rep.event(
+                        "smuggling_probe",
+                        at,
+                        json!({ "variant": variant.name(), "verdict": verdict.name(),
+                            "replies": replies.iter().map(|r| r.summary()).collect::<Vec<_>>() }),
+                    );
+                }
                 Event::FindingRaised(f) => rep.finding(at, &f),
                 Event::Note(n) => rep.note(at, &n),
                 Event::Finished(outcome) => {

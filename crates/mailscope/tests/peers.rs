@@ -1725,3 +1725,141 @@ fn default_message_headers_body_and_attachment_reach_the_server() {
     ])
     .expect_code(1);
 }
+
+/// The client command lines of a run (its `sent` events), unescaped.
+fn sent_lines(run: &Run) -> Vec<String> {
+    run.sent()
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn pipelining_chunking_and_dsn_against_postfix() {
+    // Peer: the loopback Postfix, which offers PIPELINING, CHUNKING, DSN, SIZE and SMTPUTF8.
+    let server = peer("PEER_POSTFIX");
+    let base = [
+        "--server",
+        server.as_str(),
+        "--from",
+        "a@example.test",
+        "--to",
+        "b@example.test",
+        "--json",
+    ];
+    let mut args = base.to_vec();
+    args.push("--pipeline");
+    let run = smtp(&args);
+    run.expect_code(0);
+    let lines = sent_lines(&run);
+    // MAIL, RCPT and DATA went out together: one `sent` run with no reply between them.
+    let mail = lines
+        .iter()
+        .position(|l| l.starts_with("MAIL FROM:"))
+        .expect("MAIL");
+    assert!(lines[mail].contains(" SIZE="), "SIZE= declared: {lines:?}");
+    let replies_before_data = run
+        .of_type("reply")
+        .iter()
+        .filter(|r| r["command"] == "MAIL" || r["command"] == "RCPT")
+        .count();
+    assert_eq!(replies_before_data, 2, "{}", run.ctx());
+
+    let mut args = base.to_vec();
+    args.extend(["--chunking", "--chunk-size", "50"]);
+    let run = smtp(&args);
+    run.expect_code(0);
+    let chunks = run.of_type("chunk_sent");
+    assert!(chunks.len() >= 3, "{}", run.ctx());
+    assert_eq!(
+        chunks.last().map(|c| c["last"].clone()),
+        Some(Value::Bool(true)),
+        "{}",
+        run.ctx()
+    );
+    assert!(
+        sent_lines(&run).iter().all(|l| l != "DATA\\r\\n"),
+        "no DATA with --chunking"
+    );
+
+    let mut args = base.to_vec();
+    args.extend([
+        "--dsn-notify",
+        "success,failure",
+        "--dsn-ret",
+        "hdrs",
+        "--envid",
+        "id+1",
+        "--orcpt",
+    ]);
+    let run = smtp(&args);
+    run.expect_code(0);
+    let lines = sent_lines(&run);
+    assert!(
+        lines.iter().any(|l| l.starts_with("MAIL FROM:")
+            && l.contains("RET=HDRS")
+            && l.contains("ENVID=id+2B1")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("RCPT TO:")
+            && l.contains("NOTIFY=SUCCESS,FAILURE")
+            && l.contains("ORCPT=rfc822;")),
+        "{lines:?}"
+    );
+
+    // BINARYMIME is not offered by Postfix: refused before MAIL is sent (exit 23), unless --lax.
+    let mut args = base.to_vec();
+    args.extend(["--body-type", "binarymime"]);
+    let run = smtp(&args);
+    run.expect_code(23);
+    assert!(
+        !sent_lines(&run).iter().any(|l| l.starts_with("MAIL")),
+        "{}",
+        run.ctx()
+    );
+}
+
+#[test]
+fn smuggling_probes_against_postfix() {
+    // Peer: the loopback Postfix with smtpd_forbid_bare_newline = reject: the bare-LF
+    // lookalikes are refused, none is taken as an end of data.
+    let run = smtp(&[
+        "--server",
+        &peer("PEER_POSTFIX"),
+        "--from",
+        "a@example.test",
+        "--to",
+        "b@example.test",
+        "--probe-smuggling",
+        "--json",
+        "--timeout",
+        "10",
+    ]);
+    let probes = run.of_type("smuggling_probe");
+    assert_eq!(probes.len(), 8, "{}", run.ctx());
+    for p in &probes {
+        assert!(
+            matches!(p["verdict"].as_str(), Some("safe" | "refused")),
+            "Postfix should be safe against {}: {}\n{}",
+            p["variant"],
+            p["verdict"],
+            run.ctx()
+        );
+    }
+    assert!(
+        probes
+            .iter()
+            .any(|p| p["variant"] == "\\n.\\n" && p["verdict"] == "refused"),
+        "{}",
+        run.ctx()
+    );
+    assert!(
+        run.findings("smtp.server.smuggling-accepted").is_empty(),
+        "{}",
+        run.ctx()
+    );
+    // Probes need a server named on the command line.
+    smtp(&["--to", "b@example.test", "--probe-smuggling"]).expect_code(1);
+}
