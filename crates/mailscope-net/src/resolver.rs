@@ -61,22 +61,6 @@ pub fn build_resolver(server: Option<&str>, timeout: Duration) -> Result<TokioRe
         .map_err(|e| NetError::Resolver(e.to_string()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resolver_addresses() {
-        let p = |s: &str| parse_resolver_addr(s).expect("parses");
-        assert_eq!(p("127.0.0.1"), "127.0.0.1:53".parse().expect("lit"));
-        assert_eq!(p("127.0.0.1:5353"), "127.0.0.1:5353".parse().expect("lit"));
-        assert_eq!(p("[::1]:5353"), "[::1]:5353".parse().expect("lit"));
-        assert_eq!(p("::1"), "[::1]:53".parse().expect("lit"));
-        assert!(parse_resolver_addr("dns.example").is_err());
-        assert!(parse_resolver_addr("127.0.0.1:0").is_err());
-    }
-}
-
 /// Where mail for `domain` goes (RFC 5321 §5.1): its MX hosts by preference, or, when the
 /// domain has no MX but has an address, the domain itself (the implicit MX). A null MX
 /// (RFC 7505, `MX 0 .`) is an error: the domain accepts no mail.
@@ -120,5 +104,21 @@ pub async fn mail_routes(
             host: domain.to_owned(),
         }),
         Err(e) => Err(err(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolver_addresses() {
+        let p = |s: &str| parse_resolver_addr(s).expect("parses");
+        assert_eq!(p("127.0.0.1"), "127.0.0.1:53".parse().expect("lit"));
+        assert_eq!(p("127.0.0.1:5353"), "127.0.0.1:5353".parse().expect("lit"));
+        assert_eq!(p("[::1]:5353"), "[::1]:5353".parse().expect("lit"));
+        assert_eq!(p("::1"), "[::1]:53".parse().expect("lit"));
+        assert!(parse_resolver_addr("dns.example").is_err());
+        assert!(parse_resolver_addr("127.0.0.1:0").is_err());
     }
 }
