@@ -245,8 +245,10 @@ fn parse_stage(s: &str) -> Result<mailscope_proto::smtp::client::Stage, String> 
 }
 
 /// No --server: where mail for the first recipient's domain (or --copy-routing) goes, by
-/// MX (RFC 5321 §5.1), through the one resolver builder.
-async fn route_by_mx(args: &SmtpArgs) -> Result<String> {
+/// MX (RFC 5321 §5.1), through the one resolver builder. Returns the address to connect to
+/// (resolved through the same resolver) and the MX host's name (for SNI and certificate
+/// checks).
+async fn route_by_mx(args: &SmtpArgs) -> Result<(String, String)> {
     let domain = match &args.copy_routing {
         Some(d) => d.clone(),
         None => {
@@ -269,26 +271,45 @@ async fn route_by_mx(args: &SmtpArgs) -> Result<String> {
     let routes = mailscope_net::mail_routes(&resolver, &domain)
         .await
         .map_err(|e| usage(e.to_string()))?;
-    let (pref, host) = routes
-        .first()
-        .cloned()
-        .ok_or_else(|| usage(format!("no mail route for {domain}")))?;
-    eprintln!(
-        "*** MX for {domain}: {} -> using {host} (preference {pref})",
-        routes
-            .iter()
-            .map(|(p, h)| format!("{p} {h}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    Ok(host)
+    let mut tried = Vec::new();
+    for (pref, host) in &routes {
+        match resolver.lookup_ip(host.as_str()).await {
+            Ok(ips) => {
+                if let Some(ip) = ips.iter().next() {
+                    eprintln!(
+                        "*** MX for {domain}: {} -> using {host} ({ip}, preference {pref})",
+                        routes
+                            .iter()
+                            .map(|(p, h)| format!("{p} {h}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    let addr = if ip.is_ipv6() {
+                        format!("[{ip}]")
+                    } else {
+                        ip.to_string()
+                    };
+                    return Ok((addr, host.clone()));
+                }
+                tried.push(format!("{host}: no address"));
+            }
+            Err(e) => tried.push(format!("{host}: {e}")),
+        }
+    }
+    Err(usage(format!(
+        "no usable MX host for {domain}: {}",
+        tried.join("; ")
+    )))
 }
 
 /// Runs `mailscope smtp`; returns the exit code.
 pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
-    let server = match &args.server {
-        Some(s) => s.clone(),
-        None => route_by_mx(args).await?,
+    let (server, mx_name) = match &args.server {
+        Some(s) => (s.clone(), None),
+        None => {
+            let (addr, name) = route_by_mx(args).await?;
+            (addr, Some(name))
+        }
     };
     let default_port = if args.tls_on_connect { 465 } else { 25 };
     let (host, parsed_port) =
@@ -394,7 +415,8 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
     let tls_opts = TlsClientOptions {
         insecure: args.insecure,
         extra_ca_files: args.tls_ca_path.clone(),
-        sni: args.tls_sni.clone(),
+        // Routed by MX: the certificate must name the MX host, not the address.
+        sni: args.tls_sni.clone().or(mx_name),
         alpn: Vec::new(),
         keylog: args.keylog.clone(),
         keylog_from_env: true,
