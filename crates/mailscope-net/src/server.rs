@@ -431,6 +431,9 @@ async fn run_connection<H: SessionHandler>(
     let mut out = Vec::new();
     let mut reason = None;
     let mut stream = Some(first);
+    // A read throttle asked for by the machine (fault injection): small reads, spaced so
+    // the client really is read at that rate and its TCP window fills up.
+    let mut next_read: Option<tokio::time::Instant> = None;
     'session: loop {
         out.clear();
         while server.poll_transmit(&mut out) {}
@@ -482,10 +485,32 @@ async fn run_connection<H: SessionHandler>(
             .poll_timeout()
             .map(|t| Duration::from_micros(t.0.saturating_sub(now().0)))
             .unwrap_or(Duration::from_secs(3600));
+        let limit = server.read_rate_limit();
+        let (max, not_before) = match limit {
+            Some(bps) => (
+                usize::try_from((bps / 10).max(1))
+                    .unwrap_or(buf.len())
+                    .min(buf.len()),
+                next_read,
+            ),
+            None => (buf.len(), None),
+        };
+        // While the machine holds a delayed reply it takes little input: the rest stays in
+        // the kernel and the client's window fills, as at a busy server.
+        let reading = server.wants_input();
         tokio::select! {
-            r = s.read(&mut buf) => match r {
+            r = async {
+                if let Some(t) = not_before {
+                    tokio::time::sleep_until(t).await;
+                }
+                s.read(&mut buf[..max]).await
+            }, if reading => match r {
                 Ok(0) | Err(_) => server.handle_eof(now()),
                 Ok(n) => {
+                    next_read = limit.map(|bps| {
+                        tokio::time::Instant::now()
+                            + Duration::from_secs_f64(n as f64 / bps.max(1) as f64)
+                    });
                     if let Ok(mut reg) = registry.lock()
                         && let Some(slot) = reg.slots.get_mut(&conn.id)
                     {

@@ -12,7 +12,9 @@
 //!    byte already read (the machine discards and reports them: nothing pipelined after
 //!    STARTTLS is ever executed), write the pending `220`, do the handshake, then call
 //!    [`Server::handle_tls_established`] or [`Server::handle_tls_failed`]. When
-//!    [`Server::poll_timeout`]'s deadline passes, call [`Server::handle_timeout`].
+//!    [`Server::poll_timeout`]'s deadline passes, call [`Server::handle_timeout`] (a delayed
+//!    reply is released that way). Read only while [`Server::wants_input`], and no faster
+//!    than [`Server::read_rate_limit`] when it gives a rate (both are fault injection).
 //! 3. With [`ServerOptions::confirm_storage`], on [`Event::MessageReceived`] store the
 //!    message and call [`Server::handle_message_stored`]: the reply to the final dot is held
 //!    until then, so a `250` is never sent for a message that is not on disk.
@@ -450,6 +452,14 @@ pub struct ReplyContext<'a> {
     /// The stage's argument: the sender (MAIL), recipient (RCPT, LMTP end of data), EHLO
     /// domain, AUTH mechanism.
     pub argument: Option<&'a str>,
+    /// The transaction's sender (the MAIL FROM address; at MAIL, the one being decided on;
+    /// `""` for the null reverse-path), if a transaction is open.
+    pub sender: Option<&'a str>,
+    /// The recipients accepted so far in the transaction (at RCPT, not yet the one being
+    /// decided on).
+    pub recipients: &'a [Recipient],
+    /// The time the machine was last given.
+    pub now: Timestamp,
     /// The reply the machine would send.
     pub reply: &'a ServerReply,
 }
@@ -466,6 +476,34 @@ pub enum ReplyAction {
     ReplyAndClose(ServerReply),
     /// Close without a reply.
     Disconnect,
+    /// At the end of data only, when the machine would accept the message: send its positive
+    /// reply but drop the message (no [`Event::MessageReceived`]: nothing is stored). Has no
+    /// effect elsewhere (noted).
+    AcceptButDrop,
+    /// At DATA only, when the machine would send 354: send it, then close without a word
+    /// after `after_octets` octets of message content (or at the end of data, if that comes
+    /// first), like a server that crashes while reading a message. Elsewhere: [`Self::Disconnect`].
+    DisconnectInData {
+        /// Content octets read before closing (0: close right after the 354).
+        after_octets: u64,
+    },
+    /// An action with effects around it: a delay, a read throttle, a label for the note.
+    With(Box<ReplyFault>),
+}
+
+/// [`ReplyAction::With`]: what to do and how.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReplyFault {
+    /// The reply decision itself.
+    pub action: ReplyAction,
+    /// Hold the reply (and everything after it) this many microseconds; the machine asks for
+    /// the time through [`Server::poll_timeout`] and reads no commands meanwhile.
+    pub delay_us: u64,
+    /// Read the client's input at most this fast (bytes per second) until the next reply is
+    /// decided; the driver asks [`Server::read_rate_limit`].
+    pub throttle_bytes_per_second: Option<u64>,
+    /// Who decided, for the note (e.g. `scenario rule 2`).
+    pub label: Option<String>,
 }
 
 /// A hook consulted before each reply (the sink's scenario engine implements it). The
@@ -653,6 +691,9 @@ pub enum Event {
 
 const GREETING: &str = "greeting";
 
+/// Input buffered while a reply is held, at most (see [`Server::wants_input`]).
+const HELD_INPUT_CAP: usize = 64 * 1024;
+
 /// Commands that must end a pipelined group (RFC 2920 §3.1, RFC 4954 §4).
 const SYNC_VERBS: &[&str] = &[
     "EHLO", "HELO", "LHLO", "DATA", "AUTH", "QUIT", "NOOP", "VRFY", "EXPN",
@@ -696,8 +737,29 @@ enum Decision {
         close_after: bool,
         accepted: bool,
         replaced: bool,
+        /// Accepted, but the message is not handed over ([`ReplyAction::AcceptButDrop`]).
+        dropped: bool,
     },
     Disconnect,
+}
+
+/// Output held back by a delayed reply ([`ReplyFault::delay_us`]): replies, events and the
+/// close, in order, released together when the deadline passes.
+#[derive(Debug)]
+struct Hold {
+    until: Timestamp,
+    ops: Vec<HeldOp>,
+}
+
+#[derive(Debug)]
+enum HeldOp {
+    Reply {
+        verb: Option<&'static str>,
+        reply: ServerReply,
+        marker: &'static str,
+    },
+    Event(Event),
+    Close(CloseReason),
 }
 
 #[derive(Debug)]
@@ -765,6 +827,14 @@ pub struct Server {
     /// `findings.len()` when the current command started (its findings go to a new
     /// transaction).
     line_mark: usize,
+    /// A delayed reply and everything after it, until its deadline.
+    hold: Option<Hold>,
+    /// Read throttle (bytes per second) set by the last reply decision.
+    read_limit: Option<u64>,
+    /// [`ReplyAction::DisconnectInData`] decided for the DATA command being answered.
+    pending_cut: Option<u64>,
+    /// Content octets left before closing in the middle of DATA.
+    data_cut: Option<u64>,
     closed: bool,
 }
 
@@ -814,6 +884,10 @@ impl Server {
             findings: Vec::new(),
             finding_counts: HashMap::new(),
             line_mark: 0,
+            hold: None,
+            read_limit: None,
+            pending_cut: None,
+            data_cut: None,
             closed: false,
         }
     }
@@ -880,6 +954,7 @@ impl Server {
         if self.closed {
             return;
         }
+        self.abandon_hold("the client closed the connection while a reply was delayed");
         let n = self.pending_len();
         if n > 0 {
             self.consume(n, Vec::new());
@@ -964,6 +1039,7 @@ impl Server {
                     close_after: false,
                     accepted: false,
                     replaced: false,
+                    dropped: false,
                 }];
             }
         }
@@ -981,6 +1057,7 @@ impl Server {
         if self.closed {
             return;
         }
+        self.abandon_hold("evicted while a reply was delayed");
         let host = self.opts.hostname.clone();
         self.note("evicted: the connection limit was reached and this session was idle");
         self.send_reply(
@@ -994,10 +1071,22 @@ impl Server {
         self.close(CloseReason::Evicted);
     }
 
-    /// Time passed: ends the greet pause, or closes an idle or overlong session.
+    /// Time passed: ends the greet pause, sends a delayed reply, or closes an idle or
+    /// overlong session.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.now = now;
         if self.closed {
+            return;
+        }
+        if let Some(h) = &self.hold {
+            // The server is the slow one: no idle or session limit runs out meanwhile.
+            if now >= h.until {
+                self.release_hold();
+                if !self.closed {
+                    self.process();
+                    self.compact();
+                }
+            }
             return;
         }
         if let Phase::GreetPause { until } = self.phase {
@@ -1069,6 +1158,9 @@ impl Server {
         if self.closed {
             return None;
         }
+        if let Some(h) = &self.hold {
+            return Some(h.until);
+        }
         if let Phase::GreetPause { until } = self.phase {
             return Some(until);
         }
@@ -1107,6 +1199,27 @@ impl Server {
     /// Whether the session is over.
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// How fast the driver should read the client's input now (bytes per second), when a
+    /// [`ReplyFault::throttle_bytes_per_second`] is in force; `None`: as fast as it comes.
+    pub fn read_rate_limit(&self) -> Option<u64> {
+        if self.closed {
+            return None;
+        }
+        self.read_limit
+    }
+
+    /// Whether a delayed reply is being held.
+    pub fn is_holding_reply(&self) -> bool {
+        self.hold.is_some()
+    }
+
+    /// Whether the driver should read more input now. While a reply is held nothing is
+    /// processed, so only a little is taken (enough to notice a client that talks early or
+    /// leaves); the rest waits in the kernel, as it does at any busy server.
+    pub fn wants_input(&self) -> bool {
+        !self.closed && (self.hold.is_none() || self.pending_len() < HELD_INPUT_CAP)
     }
 
     /// Every byte so far.
@@ -1184,7 +1297,8 @@ impl Server {
     }
 
     fn process(&mut self) {
-        while !self.closed {
+        // A held (delayed) reply stops command processing: input waits in the buffer.
+        while !self.closed && self.hold.is_none() {
             let progressed = match self.phase {
                 Phase::Command => self.step_command(),
                 Phase::AuthResponse(_) => self.step_auth_response(),
@@ -1221,8 +1335,7 @@ impl Server {
             Decision::Reply {
                 reply, close_after, ..
             } => {
-                self.send_reply(None, &reply);
-                self.unsent_reply_to = Some(GREETING);
+                self.queue_reply(None, &reply, GREETING);
                 if close_after {
                     self.close(CloseReason::Policy);
                     return;
@@ -2216,19 +2329,46 @@ impl Server {
             self.bad_sequence(verb, "BODY=BINARYMIME needs BDAT, not DATA");
             return;
         }
-        if self.respond(
+        let accepted = self.respond(
             Some(verb),
             ReplyStage::Data,
             None,
             ServerReply::new(354, "", "End data with <CR><LF>.<CR><LF>"),
-        ) {
+        );
+        let cut = self.pending_cut.take();
+        if accepted {
             let start = self.stream_pos();
             self.phase = Phase::Data(Box::new(DataReceiver::new(
                 start,
                 self.opts.limits.max_message_size,
                 self.opts.strict,
             )));
+            self.data_cut = cut;
+            if cut == Some(0) {
+                self.cut_data(false);
+            }
         }
+    }
+
+    /// [`ReplyAction::DisconnectInData`]: closes in the middle of the message (or at its
+    /// end, if it was shorter), without a reply; the message is lost.
+    fn cut_data(&mut self, at_end: bool) {
+        let octets = self.stream_pos().saturating_sub(match &self.phase {
+            Phase::Data(rx) => rx.start_offset(),
+            _ => self.stream_pos(),
+        });
+        self.data_cut = None;
+        self.txn = None;
+        if at_end {
+            self.note(&format!(
+                "fault injected: the message ended after {octets} octets, before the cut; closing at the end of data without a reply (the message is discarded)"
+            ));
+        } else {
+            self.note(&format!(
+                "fault injected: closing in the middle of DATA after {octets} octets of message content, without a reply (the message is discarded)"
+            ));
+        }
+        self.close(CloseReason::Policy);
     }
 
     fn step_data(&mut self) -> bool {
@@ -2247,18 +2387,34 @@ impl Server {
             // Once per message.
             self.unsent_reply_to = Some("DATA content");
         }
+        // With a cut ahead, read no further than the cut.
+        let take = match self.data_cut {
+            Some(left) => self
+                .pending_len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX)),
+            None => self.pending_len(),
+        };
         let Phase::Data(rx) = &mut self.phase else {
             return false;
         };
-        let progress = rx.feed(&self.input[self.pos..]);
+        let progress = rx.feed(&self.input[self.pos..self.pos + take]);
         match progress {
             DataProgress::NeedMore => {
-                let n = self.pending_len();
-                self.consume(n, Vec::new());
+                self.consume(take, Vec::new());
+                if let Some(left) = &mut self.data_cut {
+                    *left = left.saturating_sub(take as u64);
+                    if *left == 0 {
+                        self.cut_data(false);
+                    }
+                }
                 false
             }
             DataProgress::Complete { consumed } => {
                 self.consume(consumed, Vec::new());
+                if self.data_cut.is_some() {
+                    self.cut_data(true);
+                    return false;
+                }
                 let Phase::Data(rx) = std::mem::replace(&mut self.phase, Phase::Command) else {
                     return false;
                 };
@@ -2273,6 +2429,7 @@ impl Server {
             }
             DataProgress::BareLf { consumed, offset } => {
                 self.consume(consumed, Vec::new());
+                self.data_cut = None;
                 let Phase::Data(rx) = std::mem::replace(&mut self.phase, Phase::Command) else {
                     return false;
                 };
@@ -2518,33 +2675,47 @@ impl Server {
             let id = format!("{}.{}", self.opts.session_id, self.messages + 1);
             self.accepted_reply(&id)
         };
-        let Some(txn) = self.txn.take() else {
+        // The transaction stays in place while deciding: policies see its envelope.
+        let Some(rcpts) = self.txn.as_ref().map(|t| t.rcpts.clone()) else {
             return;
         };
         let targets: Vec<Option<String>> = if self.opts.lmtp {
-            txn.rcpts
-                .iter()
-                .map(|r| Some(r.to.address.clone()))
-                .collect()
+            rcpts.iter().map(|r| Some(r.to.address.clone())).collect()
         } else {
             vec![None]
         };
         let mut decisions = Vec::new();
         let mut accepted_rcpts = Vec::new();
+        let mut dropped = false;
         for (i, t) in targets.iter().enumerate() {
             let d = self.decide(ReplyStage::EndOfData, t.as_deref(), default.clone());
             let disconnect = matches!(d, Decision::Disconnect);
-            if let Decision::Reply { accepted: true, .. } = d {
-                if self.opts.lmtp {
-                    accepted_rcpts.push(txn.rcpts[i].clone());
-                } else {
-                    accepted_rcpts = txn.rcpts.clone();
+            match d {
+                Decision::Reply {
+                    accepted: true,
+                    dropped: false,
+                    ..
+                } => {
+                    if self.opts.lmtp {
+                        accepted_rcpts.push(rcpts[i].clone());
+                    } else {
+                        accepted_rcpts = rcpts.clone();
+                    }
                 }
+                Decision::Reply { dropped: true, .. } => dropped = true,
+                _ => {}
             }
             decisions.push(d);
             if disconnect {
                 break;
             }
+        }
+        let Some(txn) = self.txn.take() else {
+            return;
+        };
+        if accepted_rcpts.is_empty() && dropped {
+            // The client was told it was accepted: it counts, though nothing is kept.
+            self.messages += 1;
         }
         if !accepted_rcpts.is_empty() {
             self.messages += 1;
@@ -2607,61 +2778,157 @@ impl Server {
             *c += 1;
             *c
         };
+        // A throttle lasts until the next reply is decided; a cut belongs to one DATA.
+        self.read_limit = None;
+        self.pending_cut = None;
+        let sender = if stage == ReplyStage::Mail {
+            argument
+        } else {
+            self.txn.as_ref().map(|t| t.from.address.as_str())
+        };
+        let recipients: &[Recipient] = self.txn.as_ref().map_or(&[], |t| t.rcpts.as_slice());
         let action = match self.policy.as_mut() {
             Some(p) => p.decide(&ReplyContext {
                 stage,
                 occurrence: n,
                 message: self.messages + 1,
                 argument,
+                sender,
+                recipients,
+                now: self.now,
                 reply: &default,
             }),
             None => ReplyAction::Default,
         };
+        let mut action = action;
+        let mut delay_us = 0u64;
+        let mut throttle = None;
+        let mut label = None;
+        while let ReplyAction::With(fault) = action {
+            let fault = *fault;
+            delay_us = delay_us.max(fault.delay_us);
+            throttle = throttle.or(fault.throttle_bytes_per_second);
+            label = label.or(fault.label);
+            action = fault.action;
+        }
         let default_ok = default.is_positive();
-        match action {
-            ReplyAction::Default => Decision::Reply {
-                close_after: default.code == 421,
-                accepted: default_ok,
-                reply: default,
-                replaced: false,
-            },
+        let default_summary = default.summary();
+        let as_default = |default: ServerReply| Decision::Reply {
+            close_after: default.code == 421,
+            accepted: default_ok,
+            reply: default,
+            replaced: false,
+            dropped: false,
+        };
+        let (decision, what) = match action {
+            ReplyAction::Default | ReplyAction::With(_) => (as_default(default), None),
             ReplyAction::Reply(r) => {
-                self.note(&format!(
-                    "fault injected at {} #{n}: {} instead of {}",
-                    stage.name(),
-                    r.summary(),
-                    default.summary()
-                ));
-                Decision::Reply {
-                    close_after: r.code == 421,
-                    accepted: default_ok && r.is_positive(),
-                    reply: r,
-                    replaced: true,
-                }
+                let what = format!("{} instead of {default_summary}", r.summary());
+                (
+                    Decision::Reply {
+                        close_after: r.code == 421,
+                        accepted: default_ok && r.is_positive(),
+                        reply: r,
+                        replaced: true,
+                        dropped: false,
+                    },
+                    Some(what),
+                )
             }
             ReplyAction::ReplyAndClose(r) => {
-                self.note(&format!(
-                    "fault injected at {} #{n}: {} and close, instead of {}",
-                    stage.name(),
-                    r.summary(),
-                    default.summary()
-                ));
+                let what = format!("{} and close, instead of {default_summary}", r.summary());
+                (
+                    Decision::Reply {
+                        close_after: true,
+                        accepted: false,
+                        reply: r,
+                        replaced: true,
+                        dropped: false,
+                    },
+                    Some(what),
+                )
+            }
+            ReplyAction::Disconnect => (
+                Decision::Disconnect,
+                Some(format!("disconnect instead of {default_summary}")),
+            ),
+            ReplyAction::AcceptButDrop if stage == ReplyStage::EndOfData && default_ok => (
                 Decision::Reply {
-                    close_after: true,
-                    accepted: false,
-                    reply: r,
-                    replaced: true,
+                    close_after: false,
+                    accepted: true,
+                    reply: default,
+                    replaced: false,
+                    dropped: true,
+                },
+                Some(format!(
+                    "{default_summary} sent, but the message is dropped: not stored (accept_but_drop)"
+                )),
+            ),
+            ReplyAction::AcceptButDrop => (
+                as_default(default),
+                Some(format!(
+                    "accept_but_drop has no effect here; {default_summary} sent as usual"
+                )),
+            ),
+            ReplyAction::DisconnectInData { after_octets } if stage == ReplyStage::Data => {
+                if default_ok {
+                    self.pending_cut = Some(after_octets);
+                    (
+                        as_default(default),
+                        Some(format!(
+                            "{default_summary} sent, then the connection is closed without a reply after {after_octets} octets of message content"
+                        )),
+                    )
+                } else {
+                    (
+                        as_default(default),
+                        Some(format!(
+                            "no message follows {default_summary}: nothing to cut, sent as usual"
+                        )),
+                    )
                 }
             }
-            ReplyAction::Disconnect => {
-                self.note(&format!(
-                    "fault injected at {} #{n}: disconnect instead of {}",
-                    stage.name(),
-                    default.summary()
-                ));
-                Decision::Disconnect
+            ReplyAction::DisconnectInData { .. } => (
+                Decision::Disconnect,
+                Some(format!("disconnect instead of {default_summary}")),
+            ),
+        };
+        let mut effects = Vec::new();
+        if delay_us > 0 {
+            effects.push(format!("delayed by {}", human_delay(delay_us)));
+        }
+        if let Some(bps) = throttle {
+            let bps = bps.max(1);
+            self.read_limit = Some(bps);
+            effects.push(format!(
+                "reading throttled to {bps} bytes/s until the next reply"
+            ));
+        }
+        if what.is_some() || !effects.is_empty() {
+            let mut text = what.unwrap_or_else(|| default_summary.clone());
+            for e in &effects {
+                text.push_str(", ");
+                text.push_str(e);
+            }
+            let by = label.map(|l| format!(" ({l})")).unwrap_or_default();
+            self.note(&format!(
+                "fault injected at {} #{n}{by}: {text}",
+                stage.name()
+            ));
+        }
+        if delay_us > 0 {
+            let until = Timestamp(self.now.0.saturating_add(delay_us));
+            match &mut self.hold {
+                Some(h) => h.until = h.until.max(until),
+                None => {
+                    self.hold = Some(Hold {
+                        until,
+                        ops: Vec::new(),
+                    });
+                }
             }
         }
+        decision
     }
 
     /// Decides (through the policy) and sends; returns whether the command was accepted
@@ -2695,7 +2962,25 @@ impl Server {
     }
 
     fn send_reply(&mut self, verb: Option<&'static str>, reply: &ServerReply) {
-        if self.closed {
+        self.queue_reply(verb, reply, verb.unwrap_or("the previous command"));
+    }
+
+    /// Queues a reply; `marker` names it for the pipelining judgement until it is polled.
+    fn queue_reply(
+        &mut self,
+        verb: Option<&'static str>,
+        reply: &ServerReply,
+        marker: &'static str,
+    ) {
+        if self.closed || self.closing() {
+            return;
+        }
+        if let Some(h) = &mut self.hold {
+            h.ops.push(HeldOp::Reply {
+                verb,
+                reply: reply.clone(),
+                marker,
+            });
             return;
         }
         let bytes = reply.encode(self.opts.extensions.enhanced_status_codes);
@@ -2703,7 +2988,7 @@ impl Server {
             .transcript
             .record(Direction::ServerToClient, self.now, self.tls, &bytes);
         self.outbuf.extend_from_slice(&bytes);
-        self.unsent_reply_to = Some(verb.unwrap_or("the previous command"));
+        self.unsent_reply_to = Some(marker);
         self.push_event(Event::ReplySent {
             command: verb,
             reply: reply.clone(),
@@ -2713,7 +2998,7 @@ impl Server {
 
     fn count_error(&mut self) {
         self.errors += 1;
-        if self.errors >= self.opts.limits.max_errors && !self.closed {
+        if self.errors >= self.opts.limits.max_errors && !self.closed && !self.closing() {
             let max = self.opts.limits.max_errors;
             let offset = self.last_command_offset();
             self.raise(
@@ -2736,6 +3021,16 @@ impl Server {
         if self.closed {
             return;
         }
+        if let Some(h) = &mut self.hold {
+            // Closes when the held replies go out.
+            if !h.ops.iter().any(|o| matches!(o, HeldOp::Close(_))) {
+                h.ops.push(HeldOp::Close(reason));
+            }
+            return;
+        }
+        self.data_cut = None;
+        self.pending_cut = None;
+        self.read_limit = None;
         let mut over: Vec<_> = self
             .finding_counts
             .iter()
@@ -2762,7 +3057,65 @@ impl Server {
     }
 
     fn push_event(&mut self, e: Event) {
+        if let Some(h) = &mut self.hold {
+            h.ops.push(HeldOp::Event(e));
+            return;
+        }
         self.events.push_back((self.transcript.chunks().len(), e));
+    }
+
+    /// A close is held behind a delayed reply.
+    fn closing(&self) -> bool {
+        self.hold
+            .as_ref()
+            .is_some_and(|h| h.ops.iter().any(|o| matches!(o, HeldOp::Close(_))))
+    }
+
+    /// The delay is over: sends what was held, in order.
+    fn release_hold(&mut self) {
+        let Some(h) = self.hold.take() else {
+            return;
+        };
+        // The client waited on us; its idle time starts now.
+        self.last_input = self.last_input.max(self.now);
+        for op in h.ops {
+            match op {
+                HeldOp::Reply {
+                    verb,
+                    reply,
+                    marker,
+                } => self.queue_reply(verb, &reply, marker),
+                HeldOp::Event(e) => self.push_event(e),
+                HeldOp::Close(reason) => self.close(reason),
+            }
+        }
+    }
+
+    /// The connection ends while a reply is held: what it held is never sent or handed
+    /// over (a message behind it is not stored), but notes and findings are kept.
+    fn abandon_hold(&mut self, why: &str) {
+        let Some(h) = self.hold.take() else {
+            return;
+        };
+        let mut replies = 0;
+        for op in h.ops {
+            match op {
+                HeldOp::Reply { .. } => replies += 1,
+                HeldOp::Event(e @ (Event::Note(_) | Event::FindingRaised(_))) => {
+                    self.push_event(e);
+                }
+                HeldOp::Event(Event::MessageReceived(m)) => self.note(&format!(
+                    "message {} is dropped: its reply was still delayed",
+                    m.index
+                )),
+                HeldOp::Event(_) | HeldOp::Close(_) => {}
+            }
+        }
+        match replies {
+            0 => self.note(why),
+            1 => self.note(&format!("{why}; the held reply was never sent")),
+            n => self.note(&format!("{why}; {n} held replies were never sent")),
+        }
     }
 
     fn raise(&mut self, f: Finding) {
@@ -2780,6 +3133,15 @@ impl Server {
 
     fn note(&mut self, text: &str) {
         self.push_event(Event::Note(text.to_string()));
+    }
+}
+
+/// `1500 ms` or `250 µs`: a delay for a note.
+fn human_delay(us: u64) -> String {
+    if !us.is_multiple_of(1_000) {
+        format!("{us} µs")
+    } else {
+        format!("{} ms", us / 1_000)
     }
 }
 
@@ -2902,4 +3264,407 @@ fn auth_line_redaction(line: &[u8], mech: Option<Mechanism>) -> Vec<Redaction> {
             sasl_summary(mech, 0, &content[start..end])
         ),
     }]
+}
+
+#[cfg(test)]
+mod fault_tests {
+    //! The fault effects a [`ReplyPolicy`] can ask for: delays, throttles, dropped
+    //! messages, a cut in the middle of DATA.
+
+    use super::*;
+
+    /// Applies `action` at `stage` (every time), the machine's reply everywhere else.
+    struct At(ReplyStage, ReplyAction);
+
+    impl ReplyPolicy for At {
+        fn decide(&mut self, ctx: &ReplyContext<'_>) -> ReplyAction {
+            if ctx.stage == self.0 {
+                self.1.clone()
+            } else {
+                ReplyAction::Default
+            }
+        }
+    }
+
+    fn delayed(action: ReplyAction, ms: u64) -> ReplyAction {
+        ReplyAction::With(Box::new(ReplyFault {
+            action,
+            delay_us: ms * 1_000,
+            throttle_bytes_per_second: None,
+            label: Some("test rule".into()),
+        }))
+    }
+
+    fn server(stage: ReplyStage, action: ReplyAction, confirm: bool) -> Server {
+        let mut o = ServerOptions::new("sink.example.test");
+        o.confirm_storage = confirm;
+        let mut s = Server::new(o);
+        s.set_reply_policy(Box::new(At(stage, action)));
+        s
+    }
+
+    fn out(s: &mut Server) -> String {
+        let mut v = Vec::new();
+        let _ = s.poll_transmit(&mut v);
+        String::from_utf8_lossy(&v).into_owned()
+    }
+
+    fn events(s: &mut Server) -> Vec<Event> {
+        std::iter::from_fn(|| s.poll_event()).collect()
+    }
+
+    fn notes(ev: &[Event]) -> Vec<String> {
+        ev.iter()
+            .filter_map(|e| match e {
+                Event::Note(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const T: fn(u64) -> Timestamp = Timestamp;
+
+    #[test]
+    fn a_delayed_reply_is_held_until_its_deadline_and_input_waits() {
+        let mut s = server(ReplyStage::Mail, delayed(ReplyAction::Default, 500), false);
+        s.start(T(0));
+        assert!(out(&mut s).starts_with("220 "));
+        s.handle_input(T(10), b"EHLO x\r\n");
+        assert!(out(&mut s).starts_with("250-"));
+        let _ = events(&mut s);
+        s.handle_input(T(1_000), b"MAIL FROM:<a@example.test>\r\n");
+        assert_eq!(out(&mut s), "", "held");
+        let ev = events(&mut s);
+        let n = notes(&ev);
+        assert_eq!(n.len(), 1, "{ev:?}");
+        assert_eq!(
+            n[0],
+            "fault injected at mail #1 (test rule): 250 2.1.0 Ok, delayed by 500 ms"
+        );
+        assert!(
+            !ev.iter().any(|e| matches!(e, Event::ReplySent { .. })),
+            "the reply event waits with the reply"
+        );
+        assert_eq!(s.poll_timeout(), Some(T(501_000)));
+        // Pipelined input is kept, not answered; a little of it, not without end.
+        s.handle_input(T(2_000), b"RCPT TO:<b@example.test>\r\n");
+        assert_eq!(out(&mut s), "");
+        assert!(s.is_holding_reply() && s.wants_input());
+        s.handle_timeout(T(500_999));
+        assert_eq!(out(&mut s), "", "not yet");
+        s.handle_timeout(T(501_000));
+        assert_eq!(out(&mut s), "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n");
+        // Recorded when sent.
+        let sent = s
+            .transcript()
+            .chunks()
+            .iter()
+            .rfind(|c| {
+                c.direction == Direction::ServerToClient && c.bytes.starts_with(b"250 2.1.0")
+            })
+            .map(|c| c.at);
+        assert_eq!(sent, Some(T(501_000)));
+    }
+
+    #[test]
+    fn a_held_reply_takes_only_so_much_input() {
+        let mut s = server(ReplyStage::Mail, delayed(ReplyAction::Default, 500), false);
+        s.start(T(0));
+        s.handle_input(T(1), b"EHLO x\r\nMAIL FROM:<a@example.test>\r\n");
+        assert!(s.wants_input());
+        s.handle_input(T(2), &vec![b'x'; HELD_INPUT_CAP]);
+        assert!(!s.wants_input());
+        s.handle_timeout(T(500_001));
+        assert!(s.wants_input());
+    }
+
+    #[test]
+    fn a_delayed_greeting_still_catches_a_pregreeting_client() {
+        let mut s = server(
+            ReplyStage::Connect,
+            delayed(ReplyAction::Default, 100),
+            false,
+        );
+        s.start(T(0));
+        assert_eq!(out(&mut s), "");
+        s.handle_input(T(50), b"EHLO early\r\n");
+        assert_eq!(out(&mut s), "");
+        s.handle_timeout(T(100_000));
+        let o = out(&mut s);
+        assert!(
+            o.starts_with("220 sink.example.test ESMTP mailscope\r\n250-"),
+            "{o}"
+        );
+        assert!(
+            s.findings()
+                .iter()
+                .any(|f| f.kind.id == SMTP_CLIENT_PREGREET.id),
+            "{:?}",
+            s.findings()
+        );
+    }
+
+    #[test]
+    fn a_delayed_quit_closes_after_the_221() {
+        let mut s = server(ReplyStage::Quit, delayed(ReplyAction::Default, 10), false);
+        s.start(T(0));
+        let _ = out(&mut s);
+        s.handle_input(T(1), b"QUIT\r\n");
+        assert!(!s.is_closed());
+        assert_eq!(out(&mut s), "");
+        s.handle_timeout(T(10_001));
+        assert_eq!(out(&mut s), "221 2.0.0 Bye\r\n");
+        assert!(s.is_closed());
+        let ev = events(&mut s);
+        assert!(
+            matches!(ev.last(), Some(Event::Closed(CloseReason::Quit))),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn a_delayed_disconnect_waits_then_closes_silently() {
+        let mut s = server(
+            ReplyStage::Rcpt,
+            delayed(ReplyAction::Disconnect, 20),
+            false,
+        );
+        s.start(T(0));
+        let _ = out(&mut s);
+        s.handle_input(
+            T(1),
+            b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\n",
+        );
+        let _ = out(&mut s);
+        assert!(!s.is_closed());
+        s.handle_timeout(T(20_001));
+        assert!(s.is_closed());
+        assert_eq!(out(&mut s), "");
+    }
+
+    #[test]
+    fn the_client_leaving_during_a_delay_drops_what_was_held() {
+        let mut s = server(
+            ReplyStage::EndOfData,
+            delayed(ReplyAction::Default, 1_000),
+            true,
+        );
+        s.start(T(0));
+        let _ = out(&mut s);
+        s.handle_input(
+            T(1),
+            b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nhi\r\n.\r\n",
+        );
+        let _ = out(&mut s);
+        let ev = events(&mut s);
+        assert!(
+            !ev.iter().any(|e| matches!(e, Event::MessageReceived(_))),
+            "held with its reply"
+        );
+        s.handle_eof(T(2));
+        let ev = events(&mut s);
+        assert!(!ev.iter().any(|e| matches!(e, Event::MessageReceived(_))));
+        let n = notes(&ev);
+        assert!(
+            n.iter().any(|n| n.contains("message 1 is dropped")),
+            "{n:?}"
+        );
+        assert!(
+            n.iter()
+                .any(|n| n == "the client closed the connection while a reply was delayed"),
+            "{n:?}"
+        );
+        // Without storage confirmation the 250 itself is what was held.
+        let mut s = server(
+            ReplyStage::Rcpt,
+            delayed(ReplyAction::Default, 1_000),
+            false,
+        );
+        s.start(T(0));
+        let _ = out(&mut s);
+        s.handle_input(
+            T(1),
+            b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\n",
+        );
+        let _ = out(&mut s);
+        s.handle_eof(T(2));
+        assert!(
+            notes(&events(&mut s))
+                .iter()
+                .any(|n| n.ends_with("; the held reply was never sent"))
+        );
+        assert!(s.is_closed());
+        assert_eq!(out(&mut s), "");
+    }
+
+    #[test]
+    fn accept_but_drop_answers_250_and_hands_nothing_over() {
+        for confirm in [false, true] {
+            let mut s = server(ReplyStage::EndOfData, ReplyAction::AcceptButDrop, confirm);
+            s.start(T(0));
+            let _ = out(&mut s);
+            s.handle_input(
+                T(1),
+                b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nhi\r\n.\r\nMAIL FROM:<a@x.test>\r\n",
+            );
+            let o = out(&mut s);
+            assert!(
+                o.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued as S.1\r\n250 2.1.0 Ok\r\n"),
+                "{o}"
+            );
+            let ev = events(&mut s);
+            assert!(!ev.iter().any(|e| matches!(e, Event::MessageReceived(_))));
+            let n = notes(&ev);
+            assert_eq!(
+                n,
+                [
+                    "fault injected at end-of-data #1: 250 2.0.0 Ok: queued as S.1 sent, but the message is dropped: not stored (accept_but_drop)"
+                ]
+            );
+            assert_eq!(s.messages_accepted(), 1, "the client was told so");
+        }
+        // Elsewhere it changes nothing, and says so.
+        let mut s = server(ReplyStage::Mail, ReplyAction::AcceptButDrop, false);
+        s.start(T(0));
+        let _ = out(&mut s);
+        s.handle_input(T(1), b"EHLO x\r\nMAIL FROM:<a@x.test>\r\n");
+        assert!(out(&mut s).ends_with("250 2.1.0 Ok\r\n"));
+        assert!(notes(&events(&mut s))[0].contains("no effect"));
+    }
+
+    #[test]
+    fn a_cut_in_data_closes_after_that_many_octets_without_a_reply() {
+        let mut s = server(
+            ReplyStage::Data,
+            ReplyAction::DisconnectInData { after_octets: 10 },
+            false,
+        );
+        s.start(T(0));
+        let _ = out(&mut s);
+        s.handle_input(
+            T(1),
+            b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n",
+        );
+        assert!(out(&mut s).ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"));
+        s.handle_input(T(2), b"Subject:");
+        assert!(!s.is_closed());
+        s.handle_input(T(3), b" hello\r\n\r\nbody\r\n.\r\n");
+        assert!(s.is_closed());
+        assert_eq!(out(&mut s), "");
+        let ev = events(&mut s);
+        assert!(!ev.iter().any(|e| matches!(e, Event::MessageReceived(_))));
+        let n = notes(&ev);
+        assert!(
+            n[0].contains("closed without a reply after 10 octets"),
+            "{n:?}"
+        );
+        assert!(n[1].contains("after 10 octets of message content"), "{n:?}");
+        // Everything the client sent is still in the transcript.
+        assert_eq!(
+            s.transcript().len(Direction::ClientToServer),
+            b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nSubject: hello\r\n\r\nbody\r\n.\r\n".len() as u64
+        );
+        // A message shorter than the cut: closed at its end, still without a reply.
+        let mut s = server(
+            ReplyStage::Data,
+            ReplyAction::DisconnectInData {
+                after_octets: 1_000,
+            },
+            false,
+        );
+        s.start(T(0));
+        let _ = out(&mut s);
+        s.handle_input(
+            T(1),
+            b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nhi\r\n.\r\n",
+        );
+        assert!(out(&mut s).ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"));
+        assert!(s.is_closed());
+        assert!(
+            notes(&events(&mut s))
+                .iter()
+                .any(|n| n.contains("before the cut"))
+        );
+        // Zero: closed right after the 354.
+        let mut s = server(
+            ReplyStage::Data,
+            ReplyAction::DisconnectInData { after_octets: 0 },
+            false,
+        );
+        s.start(T(0));
+        let _ = out(&mut s);
+        s.handle_input(
+            T(1),
+            b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n",
+        );
+        assert!(out(&mut s).ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"));
+        assert!(s.is_closed());
+    }
+
+    #[test]
+    fn a_throttle_lasts_until_the_next_reply() {
+        let throttle = ReplyAction::With(Box::new(ReplyFault {
+            action: ReplyAction::Default,
+            delay_us: 0,
+            throttle_bytes_per_second: Some(100),
+            label: None,
+        }));
+        let mut s = server(ReplyStage::Data, throttle, false);
+        s.start(T(0));
+        let _ = out(&mut s);
+        s.handle_input(
+            T(1),
+            b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\n",
+        );
+        assert_eq!(s.read_rate_limit(), None);
+        s.handle_input(T(2), b"DATA\r\n");
+        assert_eq!(s.read_rate_limit(), Some(100));
+        let n = notes(&events(&mut s));
+        assert!(
+            n.iter()
+                .any(|n| n.ends_with("reading throttled to 100 bytes/s until the next reply")),
+            "{n:?}"
+        );
+        s.handle_input(T(3), b"hi\r\n.\r\n");
+        assert_eq!(s.read_rate_limit(), None);
+    }
+
+    #[test]
+    fn the_policy_sees_the_envelope() {
+        struct Spy(Vec<(ReplyStage, Option<String>, usize)>);
+        impl ReplyPolicy for std::sync::Arc<std::sync::Mutex<Spy>> {
+            fn decide(&mut self, ctx: &ReplyContext<'_>) -> ReplyAction {
+                if let Ok(mut s) = self.lock() {
+                    s.0.push((
+                        ctx.stage,
+                        ctx.sender.map(str::to_string),
+                        ctx.recipients.len(),
+                    ));
+                }
+                ReplyAction::Default
+            }
+        }
+        let spy = std::sync::Arc::new(std::sync::Mutex::new(Spy(Vec::new())));
+        let mut s = Server::new(ServerOptions::new("h"));
+        s.set_reply_policy(Box::new(spy.clone()));
+        s.start(T(0));
+        s.handle_input(
+            T(1),
+            b"EHLO x\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nRCPT TO:<c@x.test>\r\nDATA\r\nhi\r\n.\r\n",
+        );
+        let seen = spy.lock().map(|s| s.0.clone()).unwrap_or_default();
+        let a = Some("a@x.test".to_string());
+        assert_eq!(
+            seen,
+            [
+                (ReplyStage::Connect, None, 0),
+                (ReplyStage::Helo, None, 0),
+                (ReplyStage::Mail, a.clone(), 0),
+                (ReplyStage::Rcpt, a.clone(), 0),
+                (ReplyStage::Rcpt, a.clone(), 1),
+                (ReplyStage::Data, a.clone(), 2),
+                (ReplyStage::EndOfData, a, 2),
+            ]
+        );
+    }
 }

@@ -4,6 +4,7 @@
 //! mailscope-proto; connections are mailscope-net's server driver; this module wires options,
 //! storage and output.
 
+pub mod scenario;
 pub mod store;
 pub mod users;
 
@@ -40,7 +41,11 @@ Examples:
   mailscope sink --transcript --strict postfix     # refuse bare LFs as Postfix does, show every byte
   mailscope sink --auth-users users.passwd --auth-required
   mailscope sink --exit-after 1 --fail-on error    # CI: one message, exit 10 on any error finding
-  mailscope sink --no-store --json | jq 'select(.type==\"message_received\")'";
+  mailscope sink --no-store --json | jq 'select(.type==\"message_received\")'
+  mailscope sink --greylist --greylist-delay 60    # first attempt gets 450 4.7.1, a retry after 60 s passes
+  mailscope sink --delay-at rcpt:2000 -q dot       # 2 s before each RCPT reply; hang up after the final dot
+  mailscope sink --scenario examples/scenarios/random-421.toml --seed 7
+  mailscope sink --check-scenario examples/scenarios/greylisting.toml";
 
 #[derive(Debug, Args)]
 pub struct SinkArgs {
@@ -121,6 +126,101 @@ pub struct SinkArgs {
     /// Seconds a session may last.
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     pub session_timeout: u64,
+    /// Rules from a scenario file (TOML; docs/scenarios.md). The flags below come first,
+    /// then the file's rules; the first rule that matches a reply decides it.
+    #[arg(long, value_name = "FILE", help_heading = "Faults on purpose")]
+    pub scenario: Option<PathBuf>,
+    /// Check a scenario file, print its rules in words and exit: 0 valid, 1 invalid.
+    #[arg(long, value_name = "FILE", help_heading = "Faults on purpose")]
+    pub check_scenario: Option<PathBuf>,
+    /// Seed for random choices (probability, delay odds), overriding the file's `seed`;
+    /// without either, one is drawn and printed so the run can be repeated.
+    #[arg(long, value_name = "N", help_heading = "Faults on purpose")]
+    pub seed: Option<u64>,
+    /// Refuse at these stages with a hard error, 500 5.3.0 (smtp-sink -f): connect, ehlo,
+    /// starttls, auth, mail, rcpt, data, dot, bdat, rset, noop, vrfy, quit, other, any.
+    #[arg(
+        long,
+        short = 'f',
+        value_name = "STAGE,...",
+        help_heading = "Faults on purpose"
+    )]
+    pub reject_at: Vec<String>,
+    /// Refuse at these stages with a soft error, 450 4.3.0 (smtp-sink -r).
+    #[arg(
+        long,
+        short = 'r',
+        value_name = "STAGE,...",
+        help_heading = "Faults on purpose"
+    )]
+    pub defer_at: Vec<String>,
+    /// Close the connection without a reply at these stages (smtp-sink -q).
+    #[arg(
+        long,
+        short = 'q',
+        value_name = "STAGE,...",
+        help_heading = "Faults on purpose"
+    )]
+    pub hangup_at: Vec<String>,
+    /// Reply 421 4.0.0 and close at these stages (smtp-sink -Q).
+    #[arg(
+        long,
+        short = 'Q',
+        value_name = "STAGE,...",
+        help_heading = "Faults on purpose"
+    )]
+    pub hangup_after_reply: Vec<String>,
+    /// Wait before replying at these stages; DELAY in milliseconds (or 2s, 500ms); with ODDS
+    /// (1-99), a random multiple of DELAY as smtp-sink's -W draws it.
+    #[arg(
+        long,
+        value_name = "STAGE:DELAY[:ODDS]",
+        help_heading = "Faults on purpose"
+    )]
+    pub delay_at: Vec<String>,
+    /// smtp-sink's -W: --delay-at with the delay in seconds.
+    #[arg(
+        short = 'W',
+        value_name = "STAGE:SECONDS[:ODDS]",
+        help_heading = "Faults on purpose"
+    )]
+    pub delay_seconds_at: Vec<String>,
+    /// smtp-sink's -w: seconds to wait before the reply to DATA.
+    #[arg(
+        short = 'w',
+        value_name = "SECONDS",
+        help_heading = "Faults on purpose"
+    )]
+    pub data_delay: Option<String>,
+    /// Greylist: the first RCPT of each client address + sender + recipient gets
+    /// 450 4.7.1; a retry (from any connection) passes.
+    #[arg(long, help_heading = "Faults on purpose")]
+    pub greylist: bool,
+    /// With --greylist, how long a client must wait before its retry passes (seconds, or
+    /// 500ms, 5m).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        requires = "greylist",
+        help_heading = "Faults on purpose"
+    )]
+    pub greylist_delay: Option<String>,
+    /// The hard reply for --reject-at, "CODE [X.Y.Z] TEXT" (smtp-sink -B).
+    #[arg(
+        long,
+        short = 'B',
+        value_name = "REPLY",
+        help_heading = "Faults on purpose"
+    )]
+    pub hard_reply: Option<String>,
+    /// The soft reply for --defer-at, "CODE [X.Y.Z] TEXT" (smtp-sink -b).
+    #[arg(
+        long,
+        short = 'b',
+        value_name = "REPLY",
+        help_heading = "Faults on purpose"
+    )]
+    pub soft_reply: Option<String>,
 }
 
 fn parse_strict(s: &str) -> Result<Strict, String> {
@@ -129,6 +229,9 @@ fn parse_strict(s: &str) -> Result<Strict, String> {
 
 /// Runs the sink until Ctrl-C, or `--exit-after` messages.
 pub async fn run(global: &GlobalArgs, args: &SinkArgs) -> Result<ExitCode> {
+    if let Some(path) = &args.check_scenario {
+        return Ok(check_scenario(global, args, path));
+    }
     let specs: Vec<ListenerSpec> = if args.listen.is_empty() {
         vec![ListenerSpec::parse("smtp://127.0.0.1:2525")?]
     } else {
@@ -180,6 +283,122 @@ pub async fn run(global: &GlobalArgs, args: &SinkArgs) -> Result<ExitCode> {
     } else {
         ExitCode(0)
     })
+}
+
+/// `--check-scenario FILE`: the rules in words (with the flags' rules first, if any), or
+/// what is wrong; exit 0 or 1.
+fn check_scenario(global: &GlobalArgs, args: &SinkArgs, path: &std::path::Path) -> ExitCode {
+    use std::io::Write as _;
+    let mut out: Box<dyn std::io::Write> = if global.json {
+        Box::new(anstream::stderr())
+    } else {
+        Box::new(anstream::stdout())
+    };
+    let flags = match flag_faults(args).rules() {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(anstream::stderr(), "error: {e}");
+            return ExitCode::USAGE;
+        }
+    };
+    match scenario::Scenario::load(path) {
+        Ok(sc) => {
+            let _ = writeln!(
+                out,
+                "{}: valid, {} rule{}",
+                path.display(),
+                sc.rules.len(),
+                if sc.rules.len() == 1 { "" } else { "s" }
+            );
+            if let Some(d) = &sc.description {
+                let _ = writeln!(out, "  {}", d.trim());
+            }
+            if let Some(seed) = args.seed.or(sc.seed) {
+                let _ = writeln!(out, "  seed {seed}");
+            }
+            if !flags.is_empty() {
+                let _ = writeln!(out, "from the command line, tried first:");
+                for r in &flags {
+                    let _ = writeln!(out, "  {r}");
+                }
+            }
+            if !flags.is_empty() && !sc.rules.is_empty() {
+                let _ = writeln!(out, "from the file:");
+            }
+            for r in &sc.rules {
+                let _ = writeln!(out, "  {r}");
+            }
+            ExitCode(0)
+        }
+        Err(e) => {
+            let _ = writeln!(anstream::stderr(), "error: {e}");
+            ExitCode(1)
+        }
+    }
+}
+
+fn flag_faults(args: &SinkArgs) -> scenario::FlagFaults {
+    scenario::FlagFaults {
+        hangup_at: args.hangup_at.clone(),
+        hangup_after_reply: args.hangup_after_reply.clone(),
+        reject_at: args.reject_at.clone(),
+        defer_at: args.defer_at.clone(),
+        hard_reply: args.hard_reply.clone(),
+        soft_reply: args.soft_reply.clone(),
+        greylist: args.greylist,
+        greylist_delay_ms: 0,
+        delay_at: args.delay_at.clone(),
+        sink_delay: args.delay_seconds_at.clone(),
+        data_delay: args.data_delay.clone(),
+    }
+}
+
+/// The fault engine from the flags and `--scenario`, or `None` when there are no rules,
+/// with what to announce.
+fn fault_engine(args: &SinkArgs) -> Result<(Option<Arc<scenario::Engine>>, Vec<String>)> {
+    let mut flags = flag_faults(args);
+    if let Some(d) = &args.greylist_delay {
+        flags.greylist_delay_ms = scenario::parse_duration_ms(d, 1_000)
+            .map_err(|e| crate::UsageError(format!("--greylist-delay: {e}")))?;
+    }
+    let mut rules = flags.rules().map_err(crate::UsageError)?;
+    let mut notes = Vec::new();
+    let mut file_seed = None;
+    let mut random = rules
+        .iter()
+        .any(|r| r.probability.is_some() || r.delay_odds.is_some());
+    if let Some(path) = &args.scenario {
+        let sc = scenario::Scenario::load(path).map_err(|e| crate::UsageError(e.to_string()))?;
+        notes.push(format!(
+            "scenario {}: {} rule{}{}",
+            path.display(),
+            sc.rules.len(),
+            if sc.rules.len() == 1 { "" } else { "s" },
+            sc.description
+                .as_deref()
+                .map(|d| format!(" ({})", d.trim()))
+                .unwrap_or_default()
+        ));
+        file_seed = sc.seed;
+        random |= sc.uses_randomness();
+        rules.extend(sc.rules);
+    }
+    if rules.is_empty() {
+        return Ok((None, notes));
+    }
+    let seed = match args.seed.or(file_seed) {
+        Some(s) => s,
+        None => u64::from_str_radix(&random_hex(8), 16).unwrap_or(0),
+    };
+    for r in &rules {
+        notes.push(format!("fault {r}"));
+    }
+    if random {
+        notes.push(format!(
+            "random choices use seed {seed} (--seed {seed} repeats them)"
+        ));
+    }
+    Ok((Some(Arc::new(scenario::Engine::new(rules, seed))), notes))
 }
 
 /// TLS for the listeners: the user's certificate, or a CA and leaf made now.
@@ -240,6 +459,8 @@ fn tls_config(
 
 struct Sink {
     template: ServerOptions,
+    faults: Option<Arc<scenario::Engine>>,
+    fault_notes: Vec<String>,
     store: Option<store::Store>,
     store_root: Option<PathBuf>,
     out: Mutex<Out>,
@@ -303,8 +524,11 @@ impl Sink {
         };
         o.confirm_storage = store.is_some();
         let _ = specs;
+        let (faults, fault_notes) = fault_engine(args)?;
         Ok(Sink {
             template: o,
+            faults,
+            fault_notes,
             store,
             store_root,
             out: Mutex::new(Out {
@@ -338,6 +562,10 @@ impl Sink {
             out.note(n);
         } else if matches!(self.template.auth, AuthCheck::AcceptAny { .. }) {
             out.note("AUTH accepts any PLAIN/LOGIN/CRAM-MD5 credentials and SCRAM with password \"mailscope\" (--auth-users FILE checks)");
+        }
+        for n in &self.fault_notes {
+            out.note(n);
+            out.event("note", now(), json!({ "text": n }));
         }
         out.event(
             "sink_started",
@@ -518,7 +746,11 @@ impl SessionHandler for Sink {
                 json!({ "connection": conn.id, "peer": conn.peer.to_string(), "listener": conn.listener.to_string() }),
             );
         }
-        Server::new(o)
+        let mut server = Server::new(o);
+        if let Some(engine) = &self.faults {
+            server.set_reply_policy(Box::new(engine.session(conn.peer.ip())));
+        }
+        server
     }
 
     fn store(
