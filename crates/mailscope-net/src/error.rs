@@ -130,6 +130,10 @@ pub enum NetError {
     /// hickory refused to build the resolver.
     #[error("cannot build the DNS resolver: {0}")]
     Resolver(String),
+    /// A DNS look-up gave an answer that ends the question (NXDOMAIN, null MX, no address)
+    /// or failed (SERVFAIL, timeout); the text says which.
+    #[error("{0}")]
+    Dns(String),
 }
 
 /// Formats a duration the way people write timeouts: `30s`, `1.5s`, `250ms`.

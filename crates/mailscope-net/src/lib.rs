@@ -26,7 +26,7 @@ pub use cert::{CertInfo, CertTime};
 pub use connect::{Connected, connect_tcp, connect_tcp_from, parse_server};
 pub use error::{NetError, TlsFailure, VerifyFailure};
 pub use keylog::{KeyLogWriter, keylog_path_from_env};
-pub use resolver::{build_resolver, mail_routes, parse_resolver_addr};
+pub use resolver::{MailRoutes, build_resolver, mail_routes, parse_resolver_addr};
 pub use stream::MaybeTlsStream;
 pub use tls::{
     TlsClient, TlsClientOptions, TlsReport, Verification, crypto_provider, server_config_from_pem,

@@ -61,16 +61,20 @@ pub fn build_resolver(server: Option<&str>, timeout: Duration) -> Result<TokioRe
         .map_err(|e| NetError::Resolver(e.to_string()))
 }
 
+/// Where mail for a domain goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailRoutes {
+    /// MX hosts with their preference, best first; or the domain itself for an implicit MX.
+    pub hosts: Vec<(u16, String)>,
+    /// The domain has no MX record and mail goes to its own address (RFC 5321 §5.1).
+    pub implicit: bool,
+}
+
 /// Where mail for `domain` goes (RFC 5321 §5.1): its MX hosts by preference, or, when the
 /// domain has no MX but has an address, the domain itself (the implicit MX). A null MX
-/// (RFC 7505, `MX 0 .`) is an error: the domain accepts no mail.
-pub async fn mail_routes(
-    resolver: &TokioResolver,
-    domain: &str,
-) -> Result<Vec<(u16, String)>, NetError> {
+/// (RFC 7505, `MX 0 .`) and a domain that does not exist are errors that say so.
+pub async fn mail_routes(resolver: &TokioResolver, domain: &str) -> Result<MailRoutes, NetError> {
     use hickory_resolver::proto::rr::RData;
-    let err =
-        |e: &dyn std::fmt::Display| NetError::Resolver(format!("MX lookup for {domain}: {e}"));
     match resolver.mx_lookup(domain).await {
         Ok(lookup) => {
             let mut mx: Vec<(u16, String)> = lookup
@@ -85,25 +89,43 @@ pub async fn mail_routes(
                 })
                 .collect();
             if mx.iter().any(|(_, h)| h.is_empty()) {
-                return Err(NetError::Resolver(format!(
+                return Err(NetError::Dns(format!(
                     "{domain} has a null MX (RFC 7505): it accepts no mail"
                 )));
             }
             mx.sort();
             if !mx.is_empty() {
-                return Ok(mx);
+                return Ok(MailRoutes {
+                    hosts: mx,
+                    implicit: false,
+                });
             }
         }
-        Err(e) if e.is_no_records_found() && !e.is_nx_domain() => {}
-        Err(e) => return Err(err(&e)),
+        Err(e) if e.is_nx_domain() => {
+            return Err(NetError::Dns(format!("{domain} does not exist (NXDOMAIN)")));
+        }
+        Err(e) if e.is_no_records_found() => {}
+        Err(e) => {
+            return Err(NetError::Dns(format!(
+                "MX look-up for {domain} failed: {e}"
+            )));
+        }
     }
     // No MX: the implicit MX is the domain itself, if it has an address.
     match resolver.lookup_ip(domain).await {
-        Ok(ips) if ips.iter().next().is_some() => Ok(vec![(0, domain.to_owned())]),
-        Ok(_) => Err(NetError::NoAddress {
-            host: domain.to_owned(),
+        Ok(ips) if ips.iter().next().is_some() => Ok(MailRoutes {
+            hosts: vec![(0, domain.to_owned())],
+            implicit: true,
         }),
-        Err(e) => Err(err(&e)),
+        Ok(_) => Err(NetError::Dns(format!(
+            "{domain} has no MX and no address: it accepts no mail"
+        ))),
+        Err(e) if e.is_no_records_found() => Err(NetError::Dns(format!(
+            "{domain} has no MX and no address: it accepts no mail"
+        ))),
+        Err(e) => Err(NetError::Dns(format!(
+            "address look-up for {domain} failed: {e}"
+        ))),
     }
 }
 

@@ -248,7 +248,7 @@ fn parse_stage(s: &str) -> Result<mailscope_proto::smtp::client::Stage, String> 
 /// MX (RFC 5321 §5.1), through the one resolver builder. Returns the address to connect to
 /// (resolved through the same resolver) and the MX host's name (for SNI and certificate
 /// checks).
-async fn route_by_mx(args: &SmtpArgs) -> Result<(String, String)> {
+async fn route_by_mx(args: &SmtpArgs) -> Result<(String, String, String)> {
     let domain = match &args.copy_routing {
         Some(d) => d.clone(),
         None => {
@@ -272,24 +272,31 @@ async fn route_by_mx(args: &SmtpArgs) -> Result<(String, String)> {
         .await
         .map_err(|e| usage(e.to_string()))?;
     let mut tried = Vec::new();
-    for (pref, host) in &routes {
+    for (pref, host) in &routes.hosts {
         match resolver.lookup_ip(host.as_str()).await {
             Ok(ips) => {
                 if let Some(ip) = ips.iter().next() {
-                    eprintln!(
-                        "*** MX for {domain}: {} -> using {host} ({ip}, preference {pref})",
-                        routes
-                            .iter()
-                            .map(|(p, h)| format!("{p} {h}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    );
+                    let note = if routes.implicit {
+                        format!(
+                            "no MX for {domain}: using the domain itself (implicit MX, RFC 5321 §5.1) -> {ip}"
+                        )
+                    } else {
+                        format!(
+                            "MX for {domain}: {} -> using {host} ({ip}, preference {pref})",
+                            routes
+                                .hosts
+                                .iter()
+                                .map(|(p, h)| format!("{p} {h}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    };
                     let addr = if ip.is_ipv6() {
                         format!("[{ip}]")
                     } else {
                         ip.to_string()
                     };
-                    return Ok((addr, host.clone()));
+                    return Ok((addr, host.clone(), note));
                 }
                 tried.push(format!("{host}: no address"));
             }
@@ -304,11 +311,11 @@ async fn route_by_mx(args: &SmtpArgs) -> Result<(String, String)> {
 
 /// Runs `mailscope smtp`; returns the exit code.
 pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
-    let (server, mx_name) = match &args.server {
-        Some(s) => (s.clone(), None),
+    let (server, mx_name, route_note) = match &args.server {
+        Some(s) => (s.clone(), None, None),
         None => {
-            let (addr, name) = route_by_mx(args).await?;
-            (addr, Some(name))
+            let (addr, name, note) = route_by_mx(args).await?;
+            (addr, Some(name), Some(note))
         }
     };
     let default_port = if args.tls_on_connect { 465 } else { 25 };
@@ -453,6 +460,9 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
         json!({ "command": "smtp", "server": host, "port": port, "tls_on_connect": args.tls_on_connect,
                 "starttls": args.tls, "quit_after": args.quit_after.map(|s| s.name()) }),
     );
+    if let Some(n) = &route_note {
+        rep.note(now(), n);
+    }
     if let Some(p) = tls.keylog_path() {
         rep.note(
             t0,
