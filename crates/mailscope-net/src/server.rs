@@ -14,16 +14,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mailscope_proto::smtp::server::{CloseReason, Event, ReceivedMessage, Server};
+use mailscope_proto::smtp::server::{
+    ClientCertificate, CloseReason, Event, ReceivedMessage, Server, TlsFacts,
+};
 use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::error::NetError;
-use crate::smtp::now;
+use crate::smtp::{now, server_channel_binding};
 
 /// What a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -157,6 +162,11 @@ pub trait SessionHandler: Send + Sync + 'static {
     fn on_closed(&self, conn: &ConnInfo, server: &Server, reason: Option<CloseReason>);
     /// A connection was refused or evicted before or outside a session (limits).
     fn on_refused(&self, peer: SocketAddr, why: &str);
+    /// The DER of the certificate the server presents (the leaf), for the
+    /// `tls-server-end-point` channel binding; `None`: that binding type is not offered.
+    fn tls_certificate(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 struct Slot {
@@ -381,6 +391,106 @@ async fn tls_accept(
     }
 }
 
+/// What the machine needs to know about a TLS connection: channel binding data and the
+/// client's verified certificate.
+fn tls_facts(c: &Conn, own_leaf: Option<&[u8]>) -> TlsFacts {
+    let Conn::Tls(s) = c else {
+        return TlsFacts::default();
+    };
+    let conn = s.get_ref().1;
+    TlsFacts {
+        channel_binding: server_channel_binding(conn, own_leaf),
+        // rustls hands out the client's chain only after its verifier accepted it.
+        client_certificate: conn
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|leaf| client_certificate(leaf)),
+    }
+}
+
+/// The subject of a client certificate and the identity it establishes for AUTH EXTERNAL:
+/// the subject's common name, or else the first subject alternative name.
+pub fn client_certificate(der: &[u8]) -> Option<ClientCertificate> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned)
+        .filter(|cn| !cn.is_empty());
+    let san = || {
+        let ext = cert.subject_alternative_name().ok()??;
+        ext.value.general_names.iter().find_map(|name| match name {
+            GeneralName::DNSName(s) | GeneralName::RFC822Name(s) | GeneralName::URI(s) => {
+                Some((*s).to_owned())
+            }
+            _ => None,
+        })
+    };
+    let identity = cn.or_else(san)?;
+    Some(ClientCertificate {
+        subject: cert.subject().to_string(),
+        identity,
+    })
+}
+
+/// The first certificate of a PEM chain (the leaf), as DER.
+pub fn leaf_der_from_pem(pem: &[u8]) -> Option<Vec<u8>> {
+    CertificateDer::pem_slice_iter(pem)
+        .next()?
+        .ok()
+        .map(|c| c.as_ref().to_vec())
+}
+
+/// A server configuration like [`crate::server_config_from_pem`] that also asks clients for
+/// a certificate and verifies one against the CA certificates in `client_ca_pem` (for AUTH
+/// EXTERNAL). A client without a certificate is still served (it just cannot use EXTERNAL);
+/// a client whose certificate does not verify fails the handshake.
+pub fn server_config_with_client_ca(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: &[u8],
+) -> Result<Arc<ServerConfig>, NetError> {
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| NetError::ServerCertificate(format!("certificate PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(NetError::ServerCertificate(
+            "no -----BEGIN CERTIFICATE----- block in the certificate PEM".to_owned(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| NetError::ServerCertificate(format!("private key PEM: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(client_ca_pem) {
+        let ca = ca.map_err(|e| NetError::TlsConfig(format!("client CA PEM: {e}")))?;
+        roots
+            .add(ca)
+            .map_err(|e| NetError::TlsConfig(format!("client CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(NetError::TlsConfig(
+            "no -----BEGIN CERTIFICATE----- block in the client CA PEM".to_owned(),
+        ));
+    }
+    let provider = crate::crypto_provider();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| NetError::TlsConfig(format!("client certificate verifier: {e}")))?;
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| NetError::TlsConfig(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| NetError::ServerCertificate(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
 fn tls_summary(c: &Conn) -> String {
     match c {
         Conn::Tls(s) => {
@@ -395,7 +505,13 @@ fn tls_summary(c: &Conn) -> String {
                 .negotiated_cipher_suite()
                 .map(|s| format!("{:?}", s.suite()))
                 .unwrap_or_default();
-            format!("{version} {suite}")
+            let client = conn
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| client_certificate(leaf))
+                .map(|c| format!(", client certificate {} (verified)", c.subject))
+                .unwrap_or_default();
+            format!("{version} {suite}{client}")
         }
         Conn::Plain(_) => String::new(),
     }
@@ -415,6 +531,7 @@ async fn run_connection<H: SessionHandler>(
         match tls_accept(&acceptor, tcp, limits.tls_handshake_timeout).await {
             Ok(s) => {
                 handler.on_tls(&conn, Ok(tls_summary(&s)));
+                server.set_tls_facts(tls_facts(&s, handler.tls_certificate()));
                 s
             }
             Err(e) => {
@@ -454,8 +571,9 @@ async fn run_connection<H: SessionHandler>(
                     match tls_accept(&acceptor, tcp, limits.tls_handshake_timeout).await {
                         Ok(s) => {
                             handler.on_tls(&conn, Ok(tls_summary(&s)));
+                            let facts = tls_facts(&s, handler.tls_certificate());
                             stream = Some(s);
-                            server.handle_tls_established(now());
+                            server.handle_tls_established_with(now(), facts);
                         }
                         Err(e) => {
                             handler.on_tls(&conn, Err(e.clone()));

@@ -173,6 +173,80 @@ registry! {
     /// Smuggling probe: the server ended the data at a lookalike but refused what followed.
     SMTP_SERVER_END_OF_DATA_VARIANT = ("smtp.server.end-of-data-variant", Error, "RFC 5321 §4.5.2, §2.3.8",
         "The server took a non-standard end-of-data sequence as the end of the message (it answered before the real <CRLF>.<CRLF>) but refused the commands that followed: the message was cut short there, and a smuggling attempt is one well-formed command away.");
+    // -- IMAP --
+    /// The server lets LOGIN (a plaintext password) happen outside TLS.
+    IMAP_LOGIN_BEFORE_TLS = ("imap.login-before-tls", Warning, "RFC 9051 §6.2.3, §11.1; RFC 8314 §4",
+        "The password was accepted with LOGIN (or a plaintext SASL mechanism) outside TLS: the server allowed it, and anyone on the path can read it.");
+    /// The server offers STARTTLS but not LOGINDISABLED before TLS.
+    IMAP_LOGINDISABLED_MISSING = ("imap.logindisabled-missing", Warning, "RFC 9051 §6.2.3, §7.2.2",
+        "Before TLS the server offers STARTTLS but not LOGINDISABLED: it would accept a plaintext LOGIN on the unencrypted connection.");
+    /// The server does not offer STARTTLS on a plaintext connection.
+    IMAP_STARTTLS_NOT_OFFERED = ("imap.starttls-not-offered", Warning, "RFC 9051 §6.2.1; RFC 8314 §3",
+        "The server's capabilities on the plaintext connection do not include STARTTLS: there is no way to protect the session on this port.");
+    /// The capabilities after TLS changed in a way that points at injection or a broken server.
+    IMAP_CAPABILITY_CHANGED_AFTER_TLS = ("imap.capability-changed-after-tls", Error, "RFC 9051 §6.2.1; RFC 3501 §6.2.1 (STARTTLS command injection class)",
+        "After STARTTLS the server still offers STARTTLS or LOGINDISABLED, or lost authentication mechanisms: a sign of plaintext injection, a middlebox or a misconfigured server.");
+    /// Bytes arrived in plaintext after the OK to STARTTLS.
+    IMAP_STARTTLS_READ_AHEAD = ("imap.starttls.read-ahead", Critical, "RFC 9051 §11.1, CVE-2011-0411 class",
+        "Bytes arrived in plaintext after the tagged OK to STARTTLS; they were discarded. A server or middlebox that does this is open to STARTTLS response injection.");
+    /// A response does not follow the IMAP grammar.
+    IMAP_RESPONSE_SYNTAX = ("imap.response.syntax", Error, "RFC 9051 §9, RFC 3501 §9",
+        "A server response (or the greeting) does not follow the IMAP formal syntax; strict clients fail on it.");
+    /// A response line ended with LF alone.
+    IMAP_RESPONSE_MISSING_CRLF = ("imap.response.missing-crlf", Error, "RFC 9051 §2.2",
+        "A response line ends in a bare LF instead of CRLF.");
+    /// A literal's announced length does not match its data.
+    IMAP_LITERAL_LENGTH_MISMATCH = ("imap.response.literal-length-mismatch", Error, "RFC 9051 §4.3",
+        "A literal's announced octet count does not match the data that follows it (the response continues in the middle of a token): the server lies about its length, and clients disagree on where the response ends.");
+    /// A response line or literal exceeds mailscope's limits.
+    IMAP_RESPONSE_TOO_LONG = ("imap.response.too-long", Error, "RFC 9051 §4.3, §2.2",
+        "A response line or literal exceeds mailscope's limits; the session was stopped.");
+    /// The server closed the connection while a response was due.
+    IMAP_CONNECTION_CLOSED = ("imap.connection.closed", Error, "RFC 9051 §7.1.5",
+        "The server closed the connection while a response was due, without a BYE.");
+    // -- POP3 --
+    /// A POP3 status line that is neither `+OK` nor `-ERR`.
+    POP3_RESPONSE_SYNTAX = ("pop3.response.syntax", Error, "RFC 1939 §3",
+        "A POP3 response does not start with the status indicator +OK or -ERR (exactly, in upper case).");
+    /// A POP3 status or terminating line ended with LF alone.
+    POP3_RESPONSE_MISSING_CRLF = ("pop3.response.missing-crlf", Error, "RFC 1939 §3",
+        "A POP3 status line or the terminating '.' line ends in a bare LF instead of CRLF.");
+    /// A line of a multi-line POP3 response ended with LF alone.
+    POP3_RESPONSE_BARE_LF = ("pop3.response.bare-lf", Warning, "RFC 1939 §3, RFC 5322 §2.3",
+        "A line of a multi-line POP3 response (a message, a listing) ends in a bare LF; clients disagree on what it means.");
+    /// A POP3 status line longer than 512 octets.
+    POP3_RESPONSE_LINE_TOO_LONG = ("pop3.response.line-too-long", Warning, "RFC 2449 §4",
+        "A POP3 status line is longer than 512 octets including CRLF.");
+    /// A POP3 response over mailscope's hard limits.
+    POP3_RESPONSE_TOO_LARGE = ("pop3.response.too-large", Error, "RFC 1939 §3",
+        "A POP3 line or response exceeded mailscope's limits; the session was ended.");
+    /// The POP3 server sent bytes no command was waiting for.
+    POP3_RESPONSE_UNEXPECTED = ("pop3.response.unexpected", Error, "RFC 1939 §3",
+        "The POP3 server sent a response no command was waiting for.");
+    /// The server does not understand CAPA.
+    POP3_CAPA_NOT_SUPPORTED = ("pop3.capa.not-supported", Info, "RFC 2449 §5",
+        "The POP3 server refused CAPA: it announces no capabilities, so STLS, SASL and USER support are guesses.");
+    /// USER/PASS offered on a connection without TLS.
+    POP3_USER_BEFORE_TLS = ("pop3.user-before-tls", Warning, "RFC 2595 §2, RFC 8314 §3",
+        "The POP3 server offers USER (plaintext passwords) before TLS: passwords can be sent in the clear.");
+    /// The server does not offer STLS.
+    POP3_STLS_NOT_OFFERED = ("pop3.stls-not-offered", Warning, "RFC 2595 §4, RFC 8314",
+        "The POP3 server does not offer STLS: credentials and mail travel in the clear (unless implicit TLS on 995 is used).");
+    /// Plaintext bytes after the +OK to STLS.
+    POP3_STLS_READ_AHEAD = ("pop3.stls.read-ahead", Critical, "RFC 2595 §4, CVE-2011-0411 class",
+        "Bytes arrived in plaintext after the +OK to STLS; they were discarded. A server or middlebox that does this is open to STARTTLS command injection.");
+    /// CAPA after TLS differs from before in ways beyond the expected ones.
+    POP3_CAPA_CHANGED_AFTER_TLS = ("pop3.capa-changed-after-tls", Warning, "RFC 2595 §4, RFC 2449 §5",
+        "The POP3 capabilities after STLS differ from those before in more than STLS, SASL and USER: a middlebox may be rewriting the plaintext part, or the server is inconsistent.");
+    /// Credentials sent over a connection without TLS.
+    POP3_AUTH_USED_WITHOUT_TLS = ("pop3.auth.used-without-tls", Error, "RFC 2595 §2, RFC 8314 §3",
+        "A POP3 password was sent over a connection without TLS.");
+    /// SCRAM: the server's signature was wrong or missing.
+    POP3_AUTH_SERVER_NOT_VERIFIED = ("pop3.auth.server-not-verified", Critical, "RFC 5802 §5, RFC 5034",
+        "The SCRAM server signature was wrong or missing: the POP3 server did not prove it knows the password.");
+    /// The server closed the connection while a response was due.
+    POP3_CONNECTION_CLOSED = ("pop3.connection.closed", Error, "RFC 1939 §3",
+        "The POP3 server closed the connection while a response was due.");
     // -- SMTP server side (what a client did wrong; the sink) --
     /// The client sent bytes before the server's greeting.
     SMTP_CLIENT_PREGREET = ("smtp.client.pregreet", Error, "RFC 5321 §3.1, §4.3.1",

@@ -16,6 +16,8 @@
 
 pub mod escape;
 pub mod finding;
+pub mod imap;
+pub mod pop3;
 pub mod sasl;
 pub mod secret;
 pub mod smtp;

@@ -72,6 +72,25 @@ pub struct Chunk {
     pub bytes: Vec<u8>,
     /// Secret ranges. Sorted, non-overlapping.
     pub redactions: Vec<Redaction>,
+    /// When the bytes are not kept (message content stored elsewhere, or the transcript's
+    /// cap reached): how many there were and why. `bytes` is then empty, and offsets still
+    /// count them.
+    pub elided: Option<(u64, String)>,
+}
+
+impl Chunk {
+    /// How many bytes crossed in this chunk (kept or elided).
+    pub fn len(&self) -> u64 {
+        match &self.elided {
+            Some((n, _)) => *n,
+            None => self.bytes.len() as u64,
+        }
+    }
+
+    /// Whether the chunk is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Every byte of a session, in order.
@@ -79,6 +98,12 @@ pub struct Chunk {
 pub struct Transcript {
     chunks: Vec<Chunk>,
     next_offset: [u64; 2],
+    /// Bytes kept in chunks (not elided).
+    kept: u64,
+    /// Most bytes to keep; later chunks are elided (length only). `None`: keep everything.
+    keep_limit: Option<u64>,
+    /// Whether the limit elided something.
+    capped: bool,
 }
 
 impl Transcript {
@@ -105,17 +130,121 @@ impl Transcript {
         self.next_offset[direction.index()] += bytes.len() as u64;
         redactions.retain(|r| r.start <= r.end && r.end <= bytes.len());
         redactions.sort_by_key(|r| r.start);
-        if !bytes.is_empty() {
+        if bytes.is_empty() {
+            return offset;
+        }
+        if self
+            .keep_limit
+            .is_some_and(|max| self.kept + bytes.len() as u64 > max)
+        {
+            self.capped = true;
             self.chunks.push(Chunk {
                 direction,
                 offset,
                 at,
                 tls,
-                bytes: bytes.to_vec(),
-                redactions,
+                bytes: Vec::new(),
+                redactions: Vec::new(),
+                elided: Some((bytes.len() as u64, "transcript size limit reached".into())),
             });
+            return offset;
         }
+        self.kept += bytes.len() as u64;
+        self.chunks.push(Chunk {
+            direction,
+            offset,
+            at,
+            tls,
+            bytes: bytes.to_vec(),
+            redactions,
+            elided: None,
+        });
         offset
+    }
+
+    /// Keeps at most `max` bytes; chunks after that are recorded by length only (a long or
+    /// hostile session cannot eat memory through its transcript).
+    pub fn set_keep_limit(&mut self, max: Option<u64>) {
+        self.keep_limit = max;
+    }
+
+    /// Whether the keep limit elided any bytes.
+    pub fn capped(&self) -> bool {
+        self.capped
+    }
+
+    /// Bytes currently kept in memory.
+    pub fn kept_bytes(&self) -> u64 {
+        self.kept
+    }
+
+    /// Drops the bytes of `direction`'s stream in `start..end` (message content that is
+    /// stored elsewhere), keeping offsets, lengths and `label` in their place. Chunks that
+    /// straddle a boundary are split so bytes outside the range stay.
+    pub fn elide(&mut self, direction: Direction, start: u64, end: u64, label: &str) {
+        if start >= end {
+            return;
+        }
+        let mut out = Vec::with_capacity(self.chunks.len() + 2);
+        for c in std::mem::take(&mut self.chunks) {
+            let (cs, ce) = (c.offset, c.offset + c.len());
+            if c.direction != direction || c.elided.is_some() || ce <= start || cs >= end {
+                out.push(c);
+                continue;
+            }
+            let (from, to) = (start.max(cs), end.min(ce));
+            let (a, b) = ((from - cs) as usize, (to - cs) as usize);
+            let keep = |range: std::ops::Range<usize>, offset: u64| Chunk {
+                direction: c.direction,
+                offset,
+                at: c.at,
+                tls: c.tls,
+                bytes: c.bytes[range.clone()].to_vec(),
+                redactions: c
+                    .redactions
+                    .iter()
+                    .filter(|r| r.start >= range.start && r.end <= range.end)
+                    .map(|r| Redaction {
+                        start: r.start - range.start,
+                        end: r.end - range.start,
+                        replacement: r.replacement.clone(),
+                    })
+                    .collect(),
+                elided: None,
+            };
+            if a > 0 {
+                out.push(keep(0..a, cs));
+            }
+            self.kept = self.kept.saturating_sub((b - a) as u64);
+            out.push(Chunk {
+                direction: c.direction,
+                offset: from,
+                at: c.at,
+                tls: c.tls,
+                bytes: Vec::new(),
+                redactions: Vec::new(),
+                elided: Some((to - from, label.to_string())),
+            });
+            if b < c.bytes.len() {
+                out.push(keep(b..c.bytes.len(), to));
+            }
+        }
+        // Neighbouring elided pieces of one range read better as one.
+        let mut merged: Vec<Chunk> = Vec::with_capacity(out.len());
+        for c in out {
+            if let (Some(last), Some((n, l))) = (merged.last_mut(), &c.elided)
+                && last.direction == c.direction
+                && last.offset + last.len() == c.offset
+                && last.elided.as_ref().is_some_and(|(_, ll)| ll == l)
+            {
+                if let Some((m, _)) = last.elided.as_mut() {
+                    *m += n;
+                }
+                continue;
+            }
+            merged.push(c);
+        }
+        self.chunks = merged;
     }
 
     /// The chunks, in the order they were recorded.
@@ -133,7 +262,8 @@ impl Transcript {
         self.chunks.is_empty()
     }
 
-    /// All bytes one side sent, concatenated (the stream that offsets refer to).
+    /// All bytes one side sent, concatenated (the stream that offsets refer to); elided
+    /// ranges are missing, so offsets only match while nothing was elided.
     pub fn stream(&self, direction: Direction) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len(direction) as usize);
         for c in self.chunks.iter().filter(|c| c.direction == direction) {
@@ -196,6 +326,15 @@ pub struct RenderedLine {
 
 /// Renders one chunk as lines of text (without marks), applying redactions and escapes.
 pub fn render_chunk(chunk: &Chunk, opts: RenderOptions) -> Vec<RenderedLine> {
+    if let Some((n, why)) = &chunk.elided {
+        return vec![RenderedLine {
+            direction: chunk.direction,
+            offset: chunk.offset,
+            tls: chunk.tls,
+            at: chunk.at,
+            text: format!("<{n} octets not kept: {why}>"),
+        }];
+    }
     let mut lines = Vec::new();
     let bytes = &chunk.bytes;
     let mut start = 0;
@@ -384,5 +523,80 @@ mod tests {
         );
         assert_eq!(shown[0].text, "AUTH PLAIN AGFsaWNlAHNlY3JldA==\\r\\n");
         assert_eq!(direction_mark(Role::Client, c.direction, c.tls), " ~> ");
+    }
+}
+
+#[cfg(test)]
+mod elision_tests {
+    use super::*;
+
+    #[test]
+    fn elide_splits_chunks_and_keeps_offsets() {
+        let mut t = Transcript::new();
+        t.record(
+            Direction::ClientToServer,
+            Timestamp(1),
+            false,
+            b"DATA\r\nhello ",
+        );
+        t.record(
+            Direction::ServerToClient,
+            Timestamp(2),
+            false,
+            b"354 go\r\n",
+        );
+        t.record(
+            Direction::ClientToServer,
+            Timestamp(3),
+            false,
+            b"world\r\n.\r\nQUIT\r\n",
+        );
+        let before = t.kept_bytes();
+        // Elide "hello world\r\n" (client offsets 6..19).
+        t.elide(
+            Direction::ClientToServer,
+            6,
+            19,
+            "message content (13 octets, stored)",
+        );
+        assert_eq!(t.kept_bytes(), before - 13);
+        let client: Vec<_> = t
+            .chunks()
+            .iter()
+            .filter(|c| c.direction == Direction::ClientToServer)
+            .collect();
+        assert_eq!(client[0].bytes, b"DATA\r\n");
+        assert_eq!((client[1].offset, client[1].len()), (6, 6));
+        assert_eq!((client[2].offset, client[2].len()), (12, 7));
+        assert_eq!(client[3].bytes, b".\r\nQUIT\r\n");
+        assert_eq!(client[3].offset, 19);
+        let text = render_chunk(
+            client[1],
+            RenderOptions {
+                escape_all: false,
+                show_secrets: false,
+            },
+        );
+        assert_eq!(
+            text[0].text,
+            "<6 octets not kept: message content (13 octets, stored)>"
+        );
+        assert_eq!(t.len(Direction::ClientToServer), 28);
+    }
+
+    #[test]
+    fn keep_limit_records_lengths_only() {
+        let mut t = Transcript::new();
+        t.set_keep_limit(Some(10));
+        t.record(Direction::ClientToServer, Timestamp(1), false, b"12345678");
+        assert!(!t.capped());
+        assert_eq!(
+            t.record(Direction::ClientToServer, Timestamp(2), false, b"abcdef"),
+            8
+        );
+        assert!(t.capped());
+        assert_eq!(t.kept_bytes(), 8);
+        assert_eq!(t.len(Direction::ClientToServer), 14);
+        assert_eq!(t.chunks()[1].len(), 6);
     }
 }

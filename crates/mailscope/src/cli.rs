@@ -33,8 +33,9 @@ pub struct GlobalArgs {
     /// Show every CR and LF as an escape (\r \n); by default only deviations are escaped.
     #[arg(long, global = true)]
     pub escape: bool,
-    /// Show a timestamp before each transcript line.
-    #[arg(long, global = true)]
+    /// Show the time since the session started before each transcript line (swaks'
+    /// --show-time-lapse).
+    #[arg(long, global = true, visible_alias = "show-time-lapse")]
     pub show_time: bool,
 }
 
@@ -66,10 +67,18 @@ pub enum Command {
     /// byte with findings.
     #[command(after_help = crate::smtp::SMTP_EXAMPLES)]
     Smtp(Box<crate::smtp::SmtpArgs>),
+    /// Run a POP3 session: greeting, CAPA, STLS, login (USER/PASS, APOP or AUTH), mailbox
+    /// summary, list, fetch byte for byte, delete; every byte shown with findings.
+    #[command(after_help = crate::pop3_cmd::POP3_EXAMPLES)]
+    Pop3(Box<crate::pop3_cmd::Pop3Args>),
     /// A fake mail server for testing senders: accepts (or refuses, on purpose), stores
     /// crash-safely, and shows what the client did wrong.
     #[command(after_help = crate::sink::SINK_EXAMPLES)]
     Sink(Box<crate::sink::SinkArgs>),
+    /// Run an IMAP session: capabilities before and after TLS, LOGIN or AUTHENTICATE, and
+    /// mailbox actions (LIST, STATUS, FETCH, APPEND, IDLE), every byte shown with findings.
+    #[command(after_help = crate::imap_cmd::IMAP_EXAMPLES)]
+    Imap(Box<crate::imap_cmd::ImapArgs>),
     /// The main job in one command: a sink on loopback, a STARTTLS + AUTH transaction
     /// against it, and seed 000's bare-LF message sent raw, with what the sink found.
     #[command(after_help = crate::demo::DEMO_EXAMPLES)]

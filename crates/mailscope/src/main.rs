@@ -6,8 +6,10 @@ mod cli;
 mod completions;
 mod config;
 mod demo;
+mod imap_cmd;
 mod message;
 mod output;
+mod pop3_cmd;
 mod sasl_cmd;
 mod sink;
 mod smtp;
@@ -91,8 +93,10 @@ fn main() {
     let result = runtime.block_on(async {
         match &cli.command {
             cli::Command::Smtp(args) => smtp::run(&cli.global, args).await,
+            cli::Command::Pop3(args) => pop3_cmd::run(&cli.global, args).await,
             cli::Command::Demo(args) => demo::run(&cli.global, args).await,
             cli::Command::Sink(args) => sink::run(&cli.global, args).await,
+            cli::Command::Imap(args) => imap_cmd::run(&cli.global, args).await,
             cli::Command::Sasl(args) => sasl_cmd::run(&cli.global, args),
             cli::Command::Base64(args) => base64_cmd::run(&cli.global, args),
             cli::Command::Completions(args) => completions::run_completions(&cli.global, args),

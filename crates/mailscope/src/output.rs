@@ -187,7 +187,7 @@ impl Reporter {
                     json!({
                         "direction": c.direction.as_str(),
                         "offset": c.offset,
-                        "length": c.bytes.len(),
+                        "length": c.len(),
                         "tls": c.tls,
                         "text": text,
                         "redacted": redacted,

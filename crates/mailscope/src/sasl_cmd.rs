@@ -265,9 +265,10 @@ pub enum AnyMech {
 
 impl AnyMech {
     fn from_name(s: &str) -> Option<Self> {
-        Mechanism::from_name(s)
-            .map(AnyMech::Sasl)
-            .or_else(|| OAuthMechanism::from_name(s).map(AnyMech::OAuth))
+        // The OAuth names first: they have their own explainer and acknowledgement rules.
+        OAuthMechanism::from_name(s)
+            .map(AnyMech::OAuth)
+            .or_else(|| Mechanism::from_name(s).map(AnyMech::Sasl))
     }
 
     fn name(self) -> &'static str {
@@ -293,10 +294,9 @@ impl AnyMech {
 }
 
 fn known_names() -> String {
-    Mechanism::PREFERENCE
+    Mechanism::ALL
         .iter()
         .map(|m| m.name())
-        .chain(OAuthMechanism::ALL.iter().map(|m| m.name()))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -307,6 +307,12 @@ fn parse_any_mech(s: &str) -> Result<AnyMech, String> {
 
 fn parse_scram(s: &str) -> Result<Mechanism, String> {
     match Mechanism::from_name(s) {
+        Some(m) if m.is_scram_plus() => Err(format!(
+            "{} binds to a TLS connection (channel binding), which a hand-typed exchange does not have: use {} here, or `mailscope smtp --auth {}`",
+            m.name(),
+            m.without_plus().name(),
+            m.name()
+        )),
         Some(m) if m.is_scram() => Ok(m),
         _ => Err("one of: SCRAM-SHA-256, SCRAM-SHA-1".into()),
     }

@@ -15,7 +15,7 @@ use mailscope_proto::finding::{
     Finding, TLS_CERT_EXPIRED, TLS_CERT_EXPIRES_SOON, TLS_CERT_INVALID, TLS_CERT_NAME_MISMATCH,
     TLS_CERT_UNKNOWN_ISSUER,
 };
-use mailscope_proto::sasl::{Credentials, Mechanism};
+use mailscope_proto::sasl::{ChannelBindingType, Credentials, Mechanism, OAuthTarget};
 use mailscope_proto::smtp::client::{
     AuthOptions, BodyType, Client, ClientOptions, DsnNotify, DsnOptions, DsnRet, Event, HelloKind,
     Outcome, RawCommand, SmugglingVariant, Stage,
@@ -35,6 +35,8 @@ Examples:
   mailscope smtp --server mx.example.net --to bob@example.net --quit-after rcpt
   mailscope smtp --server smtp.example.net:587 --tls --auth --auth-user alice --to bob@example.net
   mailscope smtp --server smtp.example.net:465 --tls-on-connect --auth PLAIN --auth-user alice --quit-after auth
+  MAILSCOPE_TOKEN=ya29.... mailscope smtp --server smtp.gmail.com:587 --tls --auth XOAUTH2 --auth-user alice@gmail.com --quit-after auth
+  mailscope smtp --server mx.example.net:587 --tls --tls-cert me.pem --tls-key me.key --auth EXTERNAL --quit-after auth
   mailscope smtp --server 127.0.0.1:2525 --to a@example.test --data @capture.eml --raw
   mailscope smtp --server 127.0.0.1:2525 --to a@example.test --json | jq .type";
 
@@ -79,7 +81,10 @@ pub struct SmtpArgs {
     /// Write TLS secrets in NSS key log format, for Wireshark (SSLKEYLOGFILE is honoured too).
     #[arg(long, value_name = "FILE")]
     pub keylog: Option<PathBuf>,
-    /// Authenticate; without a mechanism, the best the server offers.
+    /// Authenticate; without a mechanism, the best the server offers: SCRAM-SHA-256-PLUS,
+    /// SCRAM-SHA-1-PLUS (inside TLS, bound to the channel), SCRAM-SHA-256, SCRAM-SHA-1,
+    /// CRAM-MD5, PLAIN, LOGIN. XOAUTH2 and OAUTHBEARER (a bearer token) and EXTERNAL (the
+    /// --tls-cert client certificate) are used only when named.
     #[arg(short = 'a', long, num_args = 0..=1, default_missing_value = "", value_name = "MECH")]
     pub auth: Option<String>,
     /// AUTH user name (authcid).
@@ -91,9 +96,18 @@ pub struct SmtpArgs {
     /// Read the AUTH password from the first line of this file.
     #[arg(long, value_name = "FILE", conflicts_with = "auth_password")]
     pub auth_password_file: Option<PathBuf>,
-    /// Authorization identity (authzid) for PLAIN and SCRAM.
+    /// Read the XOAUTH2 / OAUTHBEARER bearer token from the first line of this file (else
+    /// MAILSCOPE_TOKEN, else a prompt; never a command-line argument).
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Authorization identity (authzid) for PLAIN, SCRAM and EXTERNAL (EXTERNAL also takes
+    /// --auth-user as the authzid; with neither it sends "=", the certificate's identity).
     #[arg(long, value_name = "ID")]
     pub auth_authzid: Option<String>,
+    /// Channel binding for SCRAM-*-PLUS: tls-exporter (RFC 9266; default on TLS 1.3) or
+    /// tls-server-end-point (RFC 5929; default on TLS 1.2).
+    #[arg(long, value_name = "TYPE", value_parser = parse_channel_binding)]
+    pub tls_channel_binding: Option<ChannelBindingType>,
     /// Allow sending a password without TLS to a server that is not on loopback.
     #[arg(long)]
     pub insecure_auth_plaintext: bool,
@@ -348,7 +362,7 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
                 Some(Mechanism::from_name(mech).ok_or_else(|| {
                     usage(format!(
                         "unknown AUTH mechanism {mech:?}; mailscope speaks {}",
-                        Mechanism::PREFERENCE
+                        Mechanism::ALL
                             .iter()
                             .map(|m| m.name())
                             .collect::<Vec<_>>()
@@ -356,15 +370,62 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
                     ))
                 })?)
             };
-            let user = match &args.auth_user {
-                Some(u) => u.clone(),
-                None => prompt_line("AUTH user: ")?,
+            let credentials = match mechanism {
+                Some(Mechanism::External) => {
+                    // The identity is the client certificate's; only an authzid is sent.
+                    if args.auth_password.is_some() || args.auth_password_file.is_some() {
+                        return Err(usage(
+                            "AUTH EXTERNAL sends no password: the TLS client certificate (--tls-cert, --tls-key) is the credential".into(),
+                        ));
+                    }
+                    let authzid = args
+                        .auth_authzid
+                        .clone()
+                        .or_else(|| args.auth_user.clone())
+                        .filter(|z| !z.is_empty());
+                    let c = Credentials::new("", "");
+                    match authzid {
+                        Some(z) => c.with_authzid(z),
+                        None => c,
+                    }
+                }
+                Some(m) if m.is_oauth() => {
+                    if args.auth_password.is_some() || args.auth_password_file.is_some() {
+                        return Err(usage(format!(
+                            "AUTH {} takes a bearer token, not a password: --auth-token-file, MAILSCOPE_TOKEN, or a prompt",
+                            m.name()
+                        )));
+                    }
+                    if args.auth_authzid.is_some() {
+                        return Err(usage(format!(
+                            "AUTH {} has no separate authzid: the user is --auth-user",
+                            m.name()
+                        )));
+                    }
+                    let user = match &args.auth_user {
+                        Some(u) => u.clone(),
+                        None => prompt_line("AUTH user: ")?,
+                    };
+                    Credentials::new(user, token(args)?.into_inner())
+                }
+                _ => {
+                    if args.auth_token_file.is_some() {
+                        return Err(usage(
+                            "--auth-token-file is for --auth XOAUTH2 or OAUTHBEARER".into(),
+                        ));
+                    }
+                    let user = match &args.auth_user {
+                        Some(u) => u.clone(),
+                        None => prompt_line("AUTH user: ")?,
+                    };
+                    let password = password(args)?;
+                    let mut credentials = Credentials::new(user, password.into_inner());
+                    if let Some(z) = &args.auth_authzid {
+                        credentials = credentials.with_authzid(z.clone());
+                    }
+                    credentials
+                }
             };
-            let password = password(args)?;
-            let mut credentials = Credentials::new(user, password.into_inner());
-            if let Some(z) = &args.auth_authzid {
-                credentials = credentials.with_authzid(z.clone());
-            }
             Some(AuthOptions {
                 mechanism,
                 credentials,
@@ -419,6 +480,8 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
         ));
     }
 
+    // OAUTHBEARER's host=: the name connected to (the MX host when routed by MX).
+    let oauth_host = mx_name.clone().unwrap_or_else(|| host.clone());
     let tls_opts = TlsClientOptions {
         insecure: args.insecure,
         extra_ca_files: args.tls_ca_path.clone(),
@@ -590,6 +653,12 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
                 Ok(RawCommand { stage, bytes })
             })
             .collect::<Result<_>>()?,
+        channel_binding: args.tls_channel_binding,
+        oauth_target: OAuthTarget {
+            host: Some(oauth_host.clone()),
+            port: Some(port),
+        },
+        client_certificate: args.tls_cert.is_some(),
         probe_smuggling: match args.probe_smuggling.as_deref() {
             None => Vec::new(),
             Some("all") => SmugglingVariant::ALL.to_vec(),
@@ -1210,6 +1279,38 @@ fn password(args: &SmtpArgs) -> Result<Secret<String>> {
     bail!(crate::UsageError(
         "AUTH needs a password: --auth-password, --auth-password-file, MAILSCOPE_PASSWORD, or a terminal to prompt on".into()
     ))
+}
+
+/// The XOAUTH2 / OAUTHBEARER bearer token: --auth-token-file, MAILSCOPE_TOKEN, or a prompt
+/// on a terminal. Never a command-line argument: `ps` shows those to everyone.
+fn token(args: &SmtpArgs) -> Result<Secret<String>> {
+    if let Some(path) = &args.auth_token_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            usage(format!(
+                "cannot read --auth-token-file {}: {e}",
+                path.display()
+            ))
+        })?;
+        return Ok(Secret::new(
+            text.lines().next().unwrap_or_default().trim().to_string(),
+        ));
+    }
+    if let Ok(t) = std::env::var("MAILSCOPE_TOKEN") {
+        return Ok(Secret::new(t.trim().to_string()));
+    }
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password("AUTH bearer token: ")
+            .map(|t| Secret::new(t.trim().to_string()))
+            .context("reading the token");
+    }
+    bail!(crate::UsageError(
+        "AUTH XOAUTH2/OAUTHBEARER needs a bearer token: --auth-token-file, MAILSCOPE_TOKEN, or a terminal to prompt on".into()
+    ))
+}
+
+fn parse_channel_binding(s: &str) -> Result<ChannelBindingType, String> {
+    ChannelBindingType::from_name(s)
+        .ok_or_else(|| format!("{s:?}: tls-exporter or tls-server-end-point"))
 }
 
 fn prompt_line(prompt: &str) -> Result<String> {

@@ -2,6 +2,7 @@
 
 use md5::Md5;
 
+use super::oauth::{self, OAuthMechanism, OAuthServerError, OAuthTarget};
 use super::scram::{self, Hash, Keys};
 use super::{
     ChannelBinding, ClientMessage, Credentials, MAX_MESSAGE_LEN, MAX_NAME_LEN,
@@ -28,6 +29,8 @@ pub struct ClientSession {
     login_prompts: Vec<Vec<u8>>,
     server_verified: Option<bool>,
     scram_iterations: Option<u32>,
+    oauth_target: OAuthTarget,
+    oauth_error: Option<OAuthServerError>,
 }
 
 #[derive(Debug)]
@@ -43,6 +46,11 @@ enum State {
     ScramFinalSent {
         server_signature: Vec<u8>,
     },
+    /// XOAUTH2 / OAUTHBEARER: the token went out; the server either reports success or
+    /// sends its error challenge.
+    OAuthSent,
+    /// The OAuth error challenge was acknowledged; the server now fails the exchange.
+    OAuthErrorAcknowledged,
     /// Everything sent (and, for SCRAM, the server verified).
     Done,
     Failed,
@@ -54,11 +62,28 @@ impl ClientSession {
     /// e.g. 24 base64 characters), since the core has no randomness.
     ///
     /// Fails if the credentials cannot be expressed in the mechanism: an empty or over-long
-    /// username, NUL in PLAIN or SCRAM names (PLAIN uses NUL as separator), or an authzid for
-    /// LOGIN or CRAM-MD5, which have no place for one.
+    /// username, NUL in PLAIN or SCRAM names (PLAIN uses NUL as separator), an authzid for
+    /// LOGIN, CRAM-MD5, XOAUTH2 or OAUTHBEARER, which have no place for one, a token that is
+    /// not visible ASCII; and for the `-PLUS` mechanisms, which need channel binding data
+    /// (use [`new_with_channel_binding`](Self::new_with_channel_binding)).
     pub fn new(mech: Mechanism, creds: Credentials, client_nonce: &str) -> Result<Self, SaslError> {
+        Self::new_with_channel_binding(mech, creds, client_nonce, ChannelBinding::None)
+    }
+
+    /// Starts an exchange with a channel binding for the SCRAM GS2 header: the `-PLUS`
+    /// mechanisms need [`ChannelBinding::TlsExporter`] or
+    /// [`ChannelBinding::TlsServerEndPoint`] with the data from the TLS layer; the others take
+    /// [`ChannelBinding::None`] (`n`) or [`ChannelBinding::NotSupportedByClient`] (`y`: the
+    /// client could bind, but the server did not offer `-PLUS`). Any other combination fails.
+    pub fn new_with_channel_binding(
+        mech: Mechanism,
+        creds: Credentials,
+        client_nonce: &str,
+        channel_binding: ChannelBinding,
+    ) -> Result<Self, SaslError> {
         let names = || std::iter::once(&creds.authcid).chain(&creds.authzid);
-        if creds.authcid.is_empty() || creds.authzid.as_deref() == Some("") {
+        let empty_authcid_ok = mech == Mechanism::External;
+        if (creds.authcid.is_empty() && !empty_authcid_ok) || creds.authzid.as_deref() == Some("") {
             return Err(SaslError::InvalidCredentials("empty username or authzid"));
         }
         if names().any(|n| n.len() > MAX_NAME_LEN) {
@@ -79,7 +104,21 @@ impl ClientSession {
                     "LOGIN and CRAM-MD5 have no authzid",
                 ));
             }
-            Mechanism::ScramSha1 | Mechanism::ScramSha256 => {
+            Mechanism::XOauth2 | Mechanism::OAuthBearer => {
+                if creds.authzid.is_some() {
+                    return Err(SaslError::InvalidCredentials(
+                        "XOAUTH2 and OAUTHBEARER name one user: give it as the username",
+                    ));
+                }
+                // The builders check the user and the token; build once to fail early.
+                oauth::xoauth2_initial_response(&creds.authcid, &creds.password)?;
+            }
+            Mechanism::External if creds.authzid.as_deref().is_some_and(|z| z.contains('\0')) => {
+                return Err(SaslError::InvalidCredentials(
+                    "the EXTERNAL authzid cannot contain NUL",
+                ));
+            }
+            m if m.is_scram() => {
                 if names().any(|s| s.contains('\0')) {
                     return Err(SaslError::InvalidCredentials(
                         "SCRAM names cannot contain NUL",
@@ -93,22 +132,76 @@ impl ClientSession {
             }
             _ => {}
         }
+        let binds = channel_binding.binding_type().is_some();
+        if mech.is_scram_plus() && !binds {
+            return Err(SaslError::InvalidParameter(
+                "SCRAM -PLUS needs channel binding data from TLS (tls-exporter or tls-server-end-point)",
+            ));
+        }
+        if !mech.is_scram_plus() && binds {
+            return Err(SaslError::InvalidParameter(
+                "channel binding data goes with the SCRAM -PLUS mechanisms only",
+            ));
+        }
+        if binds && channel_binding.data().is_empty() {
+            return Err(SaslError::InvalidParameter("empty channel binding data"));
+        }
         Ok(Self {
             mech,
             creds,
             nonce: client_nonce.to_owned(),
-            channel_binding: ChannelBinding::None,
+            channel_binding,
             state: State::Start,
             login_prompts: Vec::new(),
             server_verified: None,
             scram_iterations: None,
+            oauth_target: OAuthTarget::default(),
+            oauth_error: None,
         })
     }
 
-    /// Sets what the SCRAM GS2 header says about channel binding (default `n`).
+    /// Sets what the SCRAM GS2 header says about channel binding: `n` (the default) or `y`
+    /// for the non-`PLUS` mechanisms. Binding data given here to a non-`PLUS` mechanism
+    /// becomes `y` (the client could bind, but the server did not offer `-PLUS`); for a
+    /// `-PLUS` mechanism only binding data replaces what it was made with. Use
+    /// [`new_with_channel_binding`](Self::new_with_channel_binding) to be told about misuse.
     pub fn with_channel_binding(mut self, channel_binding: ChannelBinding) -> Self {
-        self.channel_binding = channel_binding;
+        let binds = channel_binding.binding_type().is_some();
+        if self.mech.is_scram_plus() {
+            if binds && !channel_binding.data().is_empty() {
+                self.channel_binding = channel_binding;
+            }
+        } else if binds {
+            self.channel_binding = ChannelBinding::NotSupportedByClient;
+        } else {
+            self.channel_binding = channel_binding;
+        }
         self
+    }
+
+    /// OAUTHBEARER: the host and port the client connected to, sent as `host=` and `port=`
+    /// (RFC 7628 §3.1; servers may check them). Fails on a host that is not visible ASCII.
+    pub fn with_oauth_target(mut self, target: OAuthTarget) -> Result<Self, SaslError> {
+        if self.mech == Mechanism::OAuthBearer {
+            oauth::oauthbearer_initial_response(
+                &self.creds.authcid,
+                &target,
+                &self.creds.password,
+            )?;
+        }
+        self.oauth_target = target;
+        Ok(self)
+    }
+
+    /// The channel binding the GS2 header carries.
+    pub fn channel_binding(&self) -> &ChannelBinding {
+        &self.channel_binding
+    }
+
+    /// XOAUTH2 / OAUTHBEARER: the server's error challenge, parsed (its `status`, `scope`,
+    /// ...), once one came.
+    pub fn oauth_error(&self) -> Option<&OAuthServerError> {
+        self.oauth_error.as_ref()
     }
 
     /// The mechanism.
@@ -160,6 +253,10 @@ impl ClientSession {
                 ))
             }
             State::ScramFirstSent { bare } => self.scram_final(&bare, server_data),
+            State::OAuthSent => self.oauth_error_challenge(server_data),
+            State::OAuthErrorAcknowledged => Err(SaslError::UnexpectedChallenge(
+                "the error challenge was acknowledged; the server must now end the exchange",
+            )),
             State::ScramFinalSent { server_signature } => {
                 // The server-final message came as a challenge (as SMTP must send it); the
                 // answer is an empty response, then the server reports success.
@@ -186,10 +283,12 @@ impl ClientSession {
                 self.server_verified = Some(false);
                 Err(SaslError::MissingServerSignature)
             }
-            State::Done if data.is_empty() => {
+            State::Done | State::OAuthSent if data.is_empty() => {
                 self.state = State::Done;
                 Ok(())
             }
+            State::OAuthErrorAcknowledged => Err(SaslError::SuccessAfterError),
+            State::OAuthSent => Err(SaslError::UnexpectedSuccessData(self.mech)),
             State::Done => Err(SaslError::UnexpectedSuccessData(self.mech)),
             State::Failed => Err(SaslError::Failed),
             State::ScramFirstSent { .. } => {
@@ -202,7 +301,7 @@ impl ClientSession {
 
     /// Whether the client has sent everything and, for SCRAM, verified the server.
     pub fn is_complete(&self) -> bool {
-        matches!(self.state, State::Done)
+        matches!(self.state, State::Done | State::OAuthSent)
     }
 
     /// For SCRAM: `Some(true)` once the server signature checked out, `Some(false)` if it was
@@ -232,13 +331,41 @@ impl ClientSession {
         self.scram_iterations
     }
 
-    /// PLAIN message or SCRAM client-first.
+    /// PLAIN message, SCRAM client-first, the OAuth initial response or EXTERNAL's authzid.
     fn first_message(&mut self) -> ClientMessage {
         let Credentials {
             authzid,
             authcid,
             password,
         } = &self.creds;
+        if let Some(m) = OAuthMechanism::of(self.mech) {
+            let built = match m {
+                OAuthMechanism::XOAuth2 => oauth::xoauth2_initial_response(authcid, password),
+                OAuthMechanism::OAuthBearer => {
+                    oauth::oauthbearer_initial_response(authcid, &self.oauth_target, password)
+                }
+            };
+            // `new` and `with_oauth_target` built this message once already, so it builds.
+            return match built {
+                Ok(msg) => {
+                    self.state = State::OAuthSent;
+                    msg
+                }
+                Err(e) => {
+                    self.state = State::Failed;
+                    ClientMessage::new(Vec::new(), format!("unusable credentials: {e}"))
+                }
+            };
+        }
+        if self.mech == Mechanism::External {
+            self.state = State::Done;
+            let bytes = authzid.clone().unwrap_or_default().into_bytes();
+            let redacted = match authzid {
+                Some(a) => format!("authzid={}", quote(a.as_bytes())),
+                None => "empty: act as the identity of the TLS client certificate".to_owned(),
+            };
+            return ClientMessage::new(bytes, redacted);
+        }
         if self.mech == Mechanism::Plain {
             self.state = State::Done;
             let password = password.expose();
@@ -265,6 +392,29 @@ impl ClientSession {
             message.as_bytes(),
             crate::escape::escape(message.as_bytes()),
         )
+    }
+
+    /// XOAUTH2 / OAUTHBEARER: the server refused the token with a JSON error challenge;
+    /// the client must acknowledge it (empty for XOAUTH2, `0x01` for OAUTHBEARER) so the
+    /// server can end the exchange with its failure reply.
+    fn oauth_error_challenge(&mut self, data: &[u8]) -> Result<ClientMessage, SaslError> {
+        let mech = OAuthMechanism::of(self.mech).ok_or(SaslError::Failed)?;
+        // A challenge that is not the JSON object is still acknowledged: the exchange is
+        // lost either way, and the acknowledgement lets the server say why.
+        self.oauth_error =
+            Some(
+                oauth::parse_server_error(data).unwrap_or_else(|_| OAuthServerError {
+                    members: Vec::new(),
+                }),
+            );
+        self.state = State::OAuthErrorAcknowledged;
+        let ack = mech.error_acknowledgement();
+        let what = if ack.is_empty() {
+            "empty response acknowledging the error"
+        } else {
+            "^A acknowledging the error"
+        };
+        Ok(ClientMessage::new(ack, what))
     }
 
     fn gs2_header(&self) -> String {
@@ -326,10 +476,11 @@ impl ClientSession {
             return Err(SaslError::IterationCount(iterations));
         }
         self.scram_iterations = Some(iterations);
-        let without_proof = format!(
-            "c={},r={nonce}",
-            scram::to_base64(self.gs2_header().as_bytes())
-        );
+        // c= is the GS2 header followed by the channel binding data (RFC 5802 §7,
+        // cbind-input), which is empty for `n` and `y`.
+        let mut cbind_input = self.gs2_header().into_bytes();
+        cbind_input.extend_from_slice(self.channel_binding.data());
+        let without_proof = format!("c={},r={nonce}", scram::to_base64(&cbind_input));
         let auth_message = format!("{bare},{server_first},{without_proof}");
         let keys = Keys::derive(hash, self.creds.password.expose(), &salt, iterations);
         let proof = scram::to_base64(&keys.client_proof(&auth_message));

@@ -49,7 +49,32 @@ pub fn explain(mech: Mechanism, direction: Direction, bytes: &[u8], show_secrets
             ],
             None => vec!["CRAM-MD5 response, malformed: no space between username and digest".into()],
         },
-        (Mechanism::ScramSha1 | Mechanism::ScramSha256, _) => scram_lines(mech, direction, bytes, show_secrets),
+        (
+            Mechanism::ScramSha1
+            | Mechanism::ScramSha256
+            | Mechanism::ScramSha1Plus
+            | Mechanism::ScramSha256Plus,
+            _,
+        ) => scram_lines(mech, direction, bytes, show_secrets),
+        (Mechanism::XOauth2, _) => {
+            return super::oauth::explain_oauth(super::OAuthMechanism::XOAuth2, direction, bytes, show_secrets);
+        }
+        (Mechanism::OAuthBearer, _) => {
+            return super::oauth::explain_oauth(super::OAuthMechanism::OAuthBearer, direction, bytes, show_secrets);
+        }
+        (Mechanism::External, Direction::ClientToServer) => match std::str::from_utf8(bytes) {
+            Ok("") => vec![
+                "EXTERNAL response (RFC 4422 appendix A): empty, act as the identity the TLS client certificate established".into(),
+            ],
+            Ok(_) => vec![
+                "EXTERNAL response (RFC 4422 appendix A): the authorization identity".into(),
+                format!("  authzid: {}", quote(bytes)),
+            ],
+            Err(_) => vec![format!(
+                "EXTERNAL response, malformed: the authzid {} is not UTF-8",
+                quote(bytes)
+            )],
+        },
         (_, Direction::ServerToClient) if bytes.is_empty() => {
             vec![format!("{mech} challenge: empty (the server asks for the initial response)")]
         }
@@ -179,7 +204,25 @@ fn attribute(name: char, value: &str, show: bool) -> String {
             Err(e) => format!("i={value}: {e}"),
         },
         'c' => bytes("c=")
-            .map(|c| format!("c={value}: channel binding: GS2 header {}", quote(&c)))
+            .map(|c| {
+                // cbind-input: the GS2 header (up to its second comma), then the binding data.
+                let header_end = c
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b',')
+                    .nth(1)
+                    .map_or(c.len(), |(i, _)| i + 1);
+                let (header, data) = c.split_at(header_end);
+                if data.is_empty() {
+                    format!("c={value}: channel binding: GS2 header {}", quote(header))
+                } else {
+                    format!(
+                        "c={value}: channel binding: GS2 header {} and {} bytes of channel binding data",
+                        quote(header),
+                        data.len()
+                    )
+                }
+            })
             .unwrap_or_else(|e| e),
         'p' if show => format!("p={value}: client proof"),
         'p' => "p=<proof>: client proof (hidden)".into(),

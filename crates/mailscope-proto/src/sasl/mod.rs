@@ -1,5 +1,8 @@
 //! SASL (RFC 4422), both sides: PLAIN (RFC 4616), LOGIN (draft-murchison-sasl-login),
-//! CRAM-MD5 (RFC 2195), SCRAM-SHA-1 (RFC 5802) and SCRAM-SHA-256 (RFC 7677).
+//! CRAM-MD5 (RFC 2195), SCRAM-SHA-1 (RFC 5802) and SCRAM-SHA-256 (RFC 7677), their `-PLUS`
+//! variants with TLS channel binding (`tls-exporter`, RFC 9266; `tls-server-end-point`,
+//! RFC 5929), XOAUTH2 and OAUTHBEARER (RFC 7628; the builders and parsers are in [`oauth`]),
+//! and EXTERNAL (RFC 4422 appendix A).
 //!
 //! Every message here is the **raw** SASL payload: the SMTP, IMAP and POP3 layers do the
 //! base64 and the `334`/`+` framing, so this module can be shared by all of them and tested
@@ -13,9 +16,17 @@
 //! `bytes` are secret and whose `redacted` text keeps the structure for transcripts, and
 //! [`explain()`] hides passwords and proofs unless asked to show them.
 //!
+//! Channel binding data is computed by the TLS layer (the core has no TLS) and handed in as
+//! [`ChannelBindingData`]; the SCRAM `-PLUS` mechanisms are only usable with it.
+//!
+//! For XOAUTH2 and OAUTHBEARER, [`Credentials::password`] holds the bearer token; for
+//! EXTERNAL only [`Credentials::authzid`] is sent (the identity is the TLS client
+//! certificate's).
+//!
 //! Not done (yet): SASLprep (RFC 4013) normalisation of SCRAM and PLAIN names and passwords
-//! (no Unicode tables in the dependency set; ASCII credentials are unaffected), and channel
-//! binding (`-PLUS`; [`ChannelBinding`] is where it will go).
+//! (no Unicode tables in the dependency set; ASCII credentials are unaffected), and the
+//! `tls-unique` binding type (RFC 5929 §3; unsafe without extended master secret and
+//! undefined in TLS 1.3, and rustls does not expose the Finished message).
 
 mod client;
 mod explain;
@@ -27,6 +38,7 @@ mod tests;
 
 pub use client::ClientSession;
 pub use explain::explain;
+pub use oauth::{OAuthMechanism, OAuthServerError, OAuthTarget};
 pub use server::{PasswordLookup, SaslFailure, ServerSession, ServerStep};
 
 use crate::secret::Secret;
@@ -56,18 +68,51 @@ pub enum Mechanism {
     ScramSha1,
     /// `SCRAM-SHA-256` (RFC 7677).
     ScramSha256,
+    /// `SCRAM-SHA-1-PLUS`: SCRAM-SHA-1 bound to the TLS channel (RFC 5802 §6).
+    ScramSha1Plus,
+    /// `SCRAM-SHA-256-PLUS`: SCRAM-SHA-256 bound to the TLS channel (RFC 7677).
+    ScramSha256Plus,
+    /// `XOAUTH2`: user and OAuth 2.0 bearer token (Google's, also Microsoft 365's).
+    XOauth2,
+    /// `OAUTHBEARER`: an OAuth 2.0 bearer token (RFC 7628).
+    OAuthBearer,
+    /// `EXTERNAL`: the identity established outside SASL, here the TLS client certificate
+    /// (RFC 4422 appendix A); the client only names an authzid, if any.
+    External,
 }
 
 impl Mechanism {
-    /// Every mechanism, best first: the SCRAMs prove both sides know the password without
+    /// The mechanisms a client picks by itself, best first: the `-PLUS` SCRAMs also prove
+    /// that both ends see the same TLS channel (no man in the middle, even with a certificate
+    /// the client wrongly trusted), the SCRAMs prove both sides know the password without
     /// revealing it, CRAM-MD5 at least keeps the password off the wire, and PLAIN beats LOGIN
-    /// because it is standardised and needs one round trip.
+    /// because it is standardised and needs one round trip. The `-PLUS` variants are only
+    /// usable with channel binding data, i.e. inside TLS ([`Mechanism::best_of_with`]).
+    ///
+    /// XOAUTH2, OAUTHBEARER and EXTERNAL are never picked automatically: they need a token or
+    /// a client certificate, so they are used only when asked for by name.
     pub const PREFERENCE: &[Mechanism] = &[
+        Mechanism::ScramSha256Plus,
+        Mechanism::ScramSha1Plus,
         Mechanism::ScramSha256,
         Mechanism::ScramSha1,
         Mechanism::CramMd5,
         Mechanism::Plain,
         Mechanism::Login,
+    ];
+
+    /// Every mechanism: [`Mechanism::PREFERENCE`], then the ones used only by name.
+    pub const ALL: &[Mechanism] = &[
+        Mechanism::ScramSha256Plus,
+        Mechanism::ScramSha1Plus,
+        Mechanism::ScramSha256,
+        Mechanism::ScramSha1,
+        Mechanism::CramMd5,
+        Mechanism::Plain,
+        Mechanism::Login,
+        Mechanism::XOauth2,
+        Mechanism::OAuthBearer,
+        Mechanism::External,
     ];
 
     /// The registered name, as offered in `AUTH` / `CAPABILITY` and sent in `AUTH <name>`.
@@ -78,45 +123,99 @@ impl Mechanism {
             Mechanism::CramMd5 => "CRAM-MD5",
             Mechanism::ScramSha1 => "SCRAM-SHA-1",
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
+            Mechanism::ScramSha1Plus => "SCRAM-SHA-1-PLUS",
+            Mechanism::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
+            Mechanism::XOauth2 => "XOAUTH2",
+            Mechanism::OAuthBearer => "OAUTHBEARER",
+            Mechanism::External => "EXTERNAL",
         }
     }
 
     /// Parses a mechanism name case-insensitively (RFC 4422 §3.1 names are upper case, but
     /// servers are seen offering `auth=login` and similar).
     pub fn from_name(s: &str) -> Option<Self> {
-        Self::PREFERENCE
+        Self::ALL
             .iter()
             .copied()
             .find(|m| m.name().eq_ignore_ascii_case(s))
     }
 
-    /// The best mechanism (by [`Mechanism::PREFERENCE`]) among the offered names; unknown
-    /// names are ignored.
+    /// The best mechanism (by [`Mechanism::PREFERENCE`]) among the offered names, without
+    /// channel binding (the `-PLUS` variants are skipped); unknown names are ignored.
     pub fn best_of<'a>(offered: impl IntoIterator<Item = &'a str>) -> Option<Self> {
+        Self::best_of_with(offered, false)
+    }
+
+    /// The best mechanism among the offered names; the `-PLUS` variants count only if
+    /// `channel_binding` (the caller has channel binding data, i.e. is inside TLS).
+    pub fn best_of_with<'a>(
+        offered: impl IntoIterator<Item = &'a str>,
+        channel_binding: bool,
+    ) -> Option<Self> {
         let offered: Vec<Self> = offered.into_iter().filter_map(Self::from_name).collect();
         Self::PREFERENCE
             .iter()
             .copied()
+            .filter(|m| channel_binding || !m.is_scram_plus())
             .find(|m| offered.contains(m))
     }
 
-    /// Whether the password itself crosses the wire (PLAIN, LOGIN): only safe inside TLS.
+    /// Whether a secret itself crosses the wire: the password (PLAIN, LOGIN) or a bearer
+    /// token (XOAUTH2, OAUTHBEARER, which a thief can replay just the same). Only safe inside
+    /// TLS.
     pub const fn sends_password_in_clear(self) -> bool {
-        matches!(self, Mechanism::Plain | Mechanism::Login)
-    }
-
-    /// Whether the client speaks first, i.e. has an initial response (PLAIN, SCRAM). For the
-    /// others the server's first challenge comes before anything the client can say.
-    pub const fn client_first(self) -> bool {
         matches!(
             self,
-            Mechanism::Plain | Mechanism::ScramSha1 | Mechanism::ScramSha256
+            Mechanism::Plain | Mechanism::Login | Mechanism::XOauth2 | Mechanism::OAuthBearer
         )
     }
 
-    /// Whether this is a SCRAM mechanism (the server proves it knows the password too).
+    /// Whether the client speaks first, i.e. has an initial response (PLAIN, SCRAM, the OAuth
+    /// mechanisms, EXTERNAL). For the others the server's first challenge comes before
+    /// anything the client can say.
+    pub const fn client_first(self) -> bool {
+        !matches!(self, Mechanism::Login | Mechanism::CramMd5)
+    }
+
+    /// Whether this is a SCRAM mechanism, `-PLUS` or not (the server proves it knows the
+    /// password too).
     pub const fn is_scram(self) -> bool {
-        matches!(self, Mechanism::ScramSha1 | Mechanism::ScramSha256)
+        matches!(
+            self,
+            Mechanism::ScramSha1
+                | Mechanism::ScramSha256
+                | Mechanism::ScramSha1Plus
+                | Mechanism::ScramSha256Plus
+        )
+    }
+
+    /// Whether this is a SCRAM `-PLUS` mechanism, which needs channel binding data.
+    pub const fn is_scram_plus(self) -> bool {
+        matches!(self, Mechanism::ScramSha1Plus | Mechanism::ScramSha256Plus)
+    }
+
+    /// Whether this is XOAUTH2 or OAUTHBEARER (the "password" is a bearer token).
+    pub const fn is_oauth(self) -> bool {
+        matches!(self, Mechanism::XOauth2 | Mechanism::OAuthBearer)
+    }
+
+    /// The `-PLUS` variant of a SCRAM mechanism (itself if it is one); `None` for the others.
+    pub const fn plus(self) -> Option<Self> {
+        match self {
+            Mechanism::ScramSha1 | Mechanism::ScramSha1Plus => Some(Mechanism::ScramSha1Plus),
+            Mechanism::ScramSha256 | Mechanism::ScramSha256Plus => Some(Mechanism::ScramSha256Plus),
+            _ => None,
+        }
+    }
+
+    /// The mechanism without channel binding: SCRAM-SHA-256 for SCRAM-SHA-256-PLUS; any other
+    /// is itself.
+    pub const fn without_plus(self) -> Self {
+        match self {
+            Mechanism::ScramSha1Plus => Mechanism::ScramSha1,
+            Mechanism::ScramSha256Plus => Mechanism::ScramSha256,
+            other => other,
+        }
     }
 }
 
@@ -126,11 +225,134 @@ impl std::fmt::Display for Mechanism {
     }
 }
 
-/// What the client says about channel binding in the SCRAM GS2 header (RFC 5802 §6).
-///
-/// Only the non-`PLUS` mechanisms exist so far; binding to the TLS channel
-/// (`p=tls-exporter` with the exporter bytes) will be a further variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+impl From<OAuthMechanism> for Mechanism {
+    fn from(m: OAuthMechanism) -> Self {
+        match m {
+            OAuthMechanism::XOAuth2 => Mechanism::XOauth2,
+            OAuthMechanism::OAuthBearer => Mechanism::OAuthBearer,
+        }
+    }
+}
+
+impl OAuthMechanism {
+    /// The OAuth mechanism `mech` is, if it is one.
+    pub const fn of(mech: Mechanism) -> Option<Self> {
+        match mech {
+            Mechanism::XOauth2 => Some(OAuthMechanism::XOAuth2),
+            Mechanism::OAuthBearer => Some(OAuthMechanism::OAuthBearer),
+            _ => None,
+        }
+    }
+}
+
+/// A TLS channel-binding type (RFC 5056) that SCRAM `-PLUS` can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChannelBindingType {
+    /// `tls-exporter` (RFC 9266): 32 bytes of TLS keying material exported with the label
+    /// `EXPORTER-Channel-Binding` and no context. The default on TLS 1.3. Over TLS 1.2 it is
+    /// only safe with the extended master secret (RFC 7627: without it a man in the middle
+    /// can make two sessions share keys); rustls always offers EMS but does not say whether
+    /// the peer agreed, so mailscope uses it on TLS 1.2 only when asked to, with a note.
+    TlsExporter,
+    /// `tls-server-end-point` (RFC 5929 §4): a hash of the server's leaf certificate
+    /// (SHA-256 when the certificate is signed with MD5, SHA-1 or SHA-256, else the
+    /// signature's own hash). Works with TLS 1.2 and 1.3, but only proves which certificate
+    /// the server used, not which connection.
+    TlsServerEndPoint,
+}
+
+impl ChannelBindingType {
+    /// Both, in the order mailscope prefers them on TLS 1.3.
+    pub const ALL: &[ChannelBindingType] = &[
+        ChannelBindingType::TlsExporter,
+        ChannelBindingType::TlsServerEndPoint,
+    ];
+
+    /// The registered name (`cb-name` in the GS2 header).
+    pub const fn name(self) -> &'static str {
+        match self {
+            ChannelBindingType::TlsExporter => "tls-exporter",
+            ChannelBindingType::TlsServerEndPoint => "tls-server-end-point",
+        }
+    }
+
+    /// Parses a registered name (case-sensitive on the wire, case-insensitive here for the
+    /// command line).
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
+    }
+}
+
+impl std::fmt::Display for ChannelBindingType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the TLS layer knows about one connection for channel binding: the data of each type
+/// it could compute, and the TLS version (which decides the default type). Empty outside
+/// TLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelBindingData {
+    /// `tls-exporter` data (32 bytes), if the TLS layer could export it.
+    pub tls_exporter: Option<Vec<u8>>,
+    /// `tls-server-end-point` data (the hash of the server's leaf certificate), if there is
+    /// a certificate whose signature algorithm defines the hash.
+    pub tls_server_end_point: Option<Vec<u8>>,
+    /// Whether the connection is TLS 1.3.
+    pub tls13: bool,
+}
+
+impl ChannelBindingData {
+    /// Whether no binding type is available (outside TLS).
+    pub fn is_empty(&self) -> bool {
+        self.tls_exporter.is_none() && self.tls_server_end_point.is_none()
+    }
+
+    /// The data of one type, if available.
+    pub fn get(&self, ty: ChannelBindingType) -> Option<&[u8]> {
+        match ty {
+            ChannelBindingType::TlsExporter => self.tls_exporter.as_deref(),
+            ChannelBindingType::TlsServerEndPoint => self.tls_server_end_point.as_deref(),
+        }
+    }
+
+    /// The type to use when the user did not choose: `tls-exporter` on TLS 1.3 (RFC 9266
+    /// makes it the default there), `tls-server-end-point` on TLS 1.2; whichever is
+    /// available if the preferred one is not.
+    pub fn default_type(&self) -> Option<ChannelBindingType> {
+        let (first, second) = if self.tls13 {
+            (
+                ChannelBindingType::TlsExporter,
+                ChannelBindingType::TlsServerEndPoint,
+            )
+        } else {
+            (
+                ChannelBindingType::TlsServerEndPoint,
+                ChannelBindingType::TlsExporter,
+            )
+        };
+        [first, second].into_iter().find(|t| self.get(*t).is_some())
+    }
+
+    /// The GS2 channel binding of type `ty` (the default type if `None`), if its data is
+    /// available.
+    pub fn binding(&self, ty: Option<ChannelBindingType>) -> Option<ChannelBinding> {
+        let ty = ty.or_else(|| self.default_type())?;
+        let data = self.get(ty)?.to_vec();
+        Some(match ty {
+            ChannelBindingType::TlsExporter => ChannelBinding::TlsExporter(data),
+            ChannelBindingType::TlsServerEndPoint => ChannelBinding::TlsServerEndPoint(data),
+        })
+    }
+}
+
+/// What the client says about channel binding in the SCRAM GS2 header (RFC 5802 §6), with
+/// the binding data for `p=`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ChannelBinding {
     /// `n,,`: the client does not support channel binding.
@@ -139,14 +361,37 @@ pub enum ChannelBinding {
     /// `y,,`: the client supports it but believes the server does not; a server that does
     /// support it must then fail the exchange, which detects a downgrade of `-PLUS`.
     NotSupportedByClient,
+    /// `p=tls-exporter,,` with the exported keying material (RFC 9266).
+    TlsExporter(Vec<u8>),
+    /// `p=tls-server-end-point,,` with the hash of the server's certificate (RFC 5929).
+    TlsServerEndPoint(Vec<u8>),
 }
 
 impl ChannelBinding {
-    /// The GS2 channel-binding flag: `n` or `y`.
-    pub const fn gs2_flag(self) -> &'static str {
+    /// The GS2 channel-binding flag: `n`, `y` or `p=<cb-name>`.
+    pub const fn gs2_flag(&self) -> &'static str {
         match self {
             ChannelBinding::None => "n",
             ChannelBinding::NotSupportedByClient => "y",
+            ChannelBinding::TlsExporter(_) => "p=tls-exporter",
+            ChannelBinding::TlsServerEndPoint(_) => "p=tls-server-end-point",
+        }
+    }
+
+    /// The binding type, for `p=`.
+    pub const fn binding_type(&self) -> Option<ChannelBindingType> {
+        match self {
+            ChannelBinding::TlsExporter(_) => Some(ChannelBindingType::TlsExporter),
+            ChannelBinding::TlsServerEndPoint(_) => Some(ChannelBindingType::TlsServerEndPoint),
+            _ => None,
+        }
+    }
+
+    /// The binding data that follows the GS2 header in `c=` (empty for `n` and `y`).
+    pub fn data(&self) -> &[u8] {
+        match self {
+            ChannelBinding::TlsExporter(d) | ChannelBinding::TlsServerEndPoint(d) => d,
+            _ => &[],
         }
     }
 }
@@ -154,11 +399,13 @@ impl ChannelBinding {
 /// Who is logging in and with what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
-    /// Authorization identity: whom to act as, if not the authcid itself (PLAIN, SCRAM only).
+    /// Authorization identity: whom to act as, if not the authcid itself (PLAIN, SCRAM,
+    /// EXTERNAL only).
     pub authzid: Option<String>,
-    /// Authentication identity: the username.
+    /// Authentication identity: the username (for OAUTHBEARER, the GS2 authzid the RFC uses
+    /// to name the user; unused by EXTERNAL).
     pub authcid: String,
-    /// The password.
+    /// The password; for XOAUTH2 and OAUTHBEARER the bearer token; unused by EXTERNAL.
     pub password: Secret<String>,
 }
 
@@ -235,6 +482,9 @@ pub enum SaslError {
     /// The success reply carried data, which this mechanism does not define.
     #[error("success carried additional data, which {0} does not define")]
     UnexpectedSuccessData(Mechanism),
+    /// The server reported success after it had refused the token (OAuth error challenge).
+    #[error("the server reported success after refusing the token")]
+    SuccessAfterError,
     /// A call after an earlier error ended the exchange.
     #[error("the exchange already failed")]
     Failed,

@@ -7,11 +7,11 @@
 //! client must acknowledge before the server reports failure (an empty response for XOAUTH2,
 //! a single `0x01` for OAUTHBEARER, RFC 7628 §3.2.3).
 //!
-//! They are not [`Mechanism`](super::Mechanism) variants (yet): a bearer token is not a
-//! password, OAUTHBEARER also carries the host and port the client connected to, and a server
-//! side would need a token validator rather than a [`PasswordLookup`](super::PasswordLookup).
-//! Until the session machines grow those, these functions serve the `sasl` helpers and the
-//! explainer.
+//! The session machines speak them as [`Mechanism::XOauth2`](super::Mechanism::XOauth2) and
+//! [`Mechanism::OAuthBearer`](super::Mechanism::OAuthBearer) with these builders and parsers:
+//! the client's [`Credentials::password`](super::Credentials::password) is the token, and the
+//! server checks a token against what its [`PasswordLookup`](super::PasswordLookup) returns
+//! for the user (mailscope's sink treats a users file's password as the expected token).
 
 use super::{ClientMessage, MAX_MESSAGE_LEN, MAX_NAME_LEN, SaslError, quote, scram};
 use crate::secret::Secret;

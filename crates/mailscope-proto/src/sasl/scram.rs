@@ -18,8 +18,8 @@ pub(crate) enum Hash {
 impl Hash {
     pub(crate) fn of(mech: Mechanism) -> Option<Self> {
         match mech {
-            Mechanism::ScramSha1 => Some(Hash::Sha1),
-            Mechanism::ScramSha256 => Some(Hash::Sha256),
+            Mechanism::ScramSha1 | Mechanism::ScramSha1Plus => Some(Hash::Sha1),
+            Mechanism::ScramSha256 | Mechanism::ScramSha256Plus => Some(Hash::Sha256),
             _ => None,
         }
     }
@@ -200,8 +200,8 @@ pub(crate) fn iterations(value: &str) -> Result<u32, String> {
         .map_err(|_| format!("iteration count {value} is too large"))
 }
 
-/// The channel-binding flag of a GS2 header as received; `p=` is kept with its type name so
-/// the server can refuse it (nothing here is `-PLUS` yet).
+/// The channel-binding flag of a GS2 header as received: `n` or `y`, or `p=` with the
+/// channel-binding type name as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Gs2Flag<'a> {
     Flag(ChannelBinding),

@@ -4,14 +4,24 @@ use std::num::NonZeroU32;
 
 use md5::Md5;
 
+use super::oauth::{self, OAuthClientMessage, OAuthMechanism};
 use super::scram::{self, Gs2Flag, Hash, Keys};
-use super::{MAX_MESSAGE_LEN, MAX_NAME_LEN, Mechanism, SaslError};
+use super::{
+    ChannelBinding, ChannelBindingData, ChannelBindingType, MAX_MESSAGE_LEN, MAX_NAME_LEN,
+    Mechanism, SaslError,
+};
 use crate::secret::Secret;
+
+/// The error challenge sent when an XOAUTH2 or OAUTHBEARER token is refused (RFC 7628
+/// §3.2.2; Google's XOAUTH2 sends the same shape).
+pub const OAUTH_ERROR_CHALLENGE: &str =
+    r#"{"status":"invalid_token","schemes":"bearer","scope":"mail"}"#;
 
 /// RFC 7677's minimum iteration count, the default here.
 const DEFAULT_ITERATIONS: NonZeroU32 = NonZeroU32::new(4096).expect("4096 is not zero");
 
-/// Where the server finds a user's password.
+/// Where the server finds a user's password (for XOAUTH2 and OAUTHBEARER: the token it
+/// expects from the user; for EXTERNAL: whether the certificate's identity is a user at all).
 pub trait PasswordLookup {
     /// The password of `authcid`, or `None` if there is no such user.
     fn password(&self, authcid: &str) -> Option<Secret<String>>;
@@ -77,6 +87,13 @@ pub enum SaslFailure {
     /// The SCRAM channel-binding data is wrong or asks for binding this mechanism lacks.
     #[error("channel binding: {0}")]
     ChannelBinding(String),
+    /// XOAUTH2 / OAUTHBEARER: the bearer token is missing or not the expected one.
+    #[error("bearer token refused for {0:?}")]
+    InvalidToken(String),
+    /// EXTERNAL without an identity established outside SASL (no verified TLS client
+    /// certificate).
+    #[error("EXTERNAL needs a verified TLS client certificate, and the client presented none")]
+    NoExternalIdentity,
     /// A call that does not fit the state of the exchange.
     #[error("out of sequence: {0}")]
     OutOfSequence(&'static str),
@@ -94,14 +111,24 @@ pub struct ServerSession {
     hostname: String,
     salt: Vec<u8>,
     iterations: NonZeroU32,
+    channel_binding: ChannelBindingData,
+    channel_binding_used: Option<ChannelBindingType>,
+    external_identity: Option<String>,
     state: State,
 }
 
 #[derive(Debug)]
 enum State {
     Start,
-    CramChallengeSent { challenge: String },
-    LoginAwaitPassword { username: String },
+    /// XOAUTH2 / OAUTHBEARER: the error challenge went out; the client's acknowledgement
+    /// ends the exchange with this failure.
+    OAuthErrorSent(SaslFailure),
+    CramChallengeSent {
+        challenge: String,
+    },
+    LoginAwaitPassword {
+        username: String,
+    },
     ScramFirstSent(Box<ScramPending>),
     Done,
 }
@@ -112,6 +139,8 @@ struct ScramPending {
     authzid: Option<String>,
     authcid: String,
     gs2_header: String,
+    /// The channel binding data the client must have used (empty for `n` and `y`).
+    cb_data: Vec<u8>,
     /// `client-first-bare "," server-first`: the start of the AuthMessage.
     auth_prefix: String,
     nonce: String,
@@ -142,8 +171,33 @@ impl ServerSession {
             hostname: hostname.to_owned(),
             salt: nonce.as_bytes().to_vec(),
             iterations: DEFAULT_ITERATIONS,
+            channel_binding: ChannelBindingData::default(),
+            channel_binding_used: None,
+            external_identity: None,
             state: State::Start,
         })
+    }
+
+    /// The channel binding data of the connection (from the TLS layer), which means this
+    /// server supports channel binding here: the `-PLUS` mechanisms check the client's `c=`
+    /// against it, and a non-`PLUS` SCRAM client that says `y` ("I could bind, but you
+    /// cannot") is refused as a downgrade (RFC 5802 §6). Give it only when the `-PLUS`
+    /// mechanisms were offered; leave it out (empty) outside TLS.
+    pub fn with_channel_binding(mut self, data: ChannelBindingData) -> Self {
+        self.channel_binding = data;
+        self
+    }
+
+    /// EXTERNAL: the identity established outside SASL, i.e. the name from the client's
+    /// verified TLS certificate; without one EXTERNAL fails.
+    pub fn with_external_identity(mut self, identity: Option<String>) -> Self {
+        self.external_identity = identity;
+        self
+    }
+
+    /// The channel binding type a `-PLUS` client used, once its client-first was accepted.
+    pub fn channel_binding_used(&self) -> Option<ChannelBindingType> {
+        self.channel_binding_used
     }
 
     /// Sets the SCRAM salt and iteration count announced in server-first. A real server keeps
@@ -215,8 +269,27 @@ impl ServerSession {
                 Mechanism::CramMd5 => Err(SaslFailure::OutOfSequence(
                     "CRAM-MD5 has no initial response",
                 )),
-                Mechanism::ScramSha1 | Mechanism::ScramSha256 => self.scram_first(data),
+                m if m.is_scram() => self.scram_first(data),
+                Mechanism::XOauth2 | Mechanism::OAuthBearer => self.oauth(data, lookup),
+                _ => self.external(data, lookup),
             },
+            State::OAuthErrorSent(failure) => {
+                let mech = OAuthMechanism::of(self.mech)
+                    .ok_or(SaslFailure::OutOfSequence("not an OAuth mechanism"))?;
+                if data == mech.error_acknowledgement() {
+                    Err(failure)
+                } else {
+                    Err(SaslFailure::Malformed(format!(
+                        "expected the acknowledgement of the error challenge ({}), got {} bytes; refused anyway: {failure}",
+                        if mech == OAuthMechanism::XOAuth2 {
+                            "an empty response"
+                        } else {
+                            "^A"
+                        },
+                        data.len()
+                    )))
+                }
+            }
             State::LoginAwaitPassword { username } => {
                 let password = utf8(data, "password")?;
                 check_password(lookup, &username, password.as_bytes())?;
@@ -234,12 +307,7 @@ impl ServerSession {
     fn scram_first(&mut self, data: &[u8]) -> Result<ServerStep, SaslFailure> {
         let malformed = SaslFailure::Malformed;
         let gs2 = scram::parse_gs2(utf8(data, "client-first")?).map_err(malformed)?;
-        if let Gs2Flag::Plus(name) = gs2.flag {
-            return Err(SaslFailure::ChannelBinding(format!(
-                "client requires channel binding {name:?}, which {} does not do",
-                self.mech
-            )));
-        }
+        let cb_data = self.check_gs2_flag(&gs2.flag)?;
         if let Some(authzid) = &gs2.authzid {
             name(authzid.as_bytes(), "authzid")?;
         }
@@ -266,6 +334,7 @@ impl ServerSession {
             authzid: gs2.authzid,
             authcid,
             gs2_header: gs2.header.to_owned(),
+            cb_data,
             auth_prefix: format!("{},{server_first}", gs2.rest),
             nonce,
         }));
@@ -299,10 +368,24 @@ impl ServerSession {
             .into_iter();
         let binding =
             scram::expect(&mut attrs, 'c', "channel binding").and_then(|c| scram::base64(c, "c="));
-        if binding.map_err(malformed)? != pending.gs2_header.as_bytes() {
+        let binding = binding.map_err(malformed)?;
+        let header = pending.gs2_header.as_bytes();
+        if !binding.starts_with(header) {
             return Err(SaslFailure::ChannelBinding(
                 "c= does not repeat the GS2 header".into(),
             ));
+        }
+        if !scram::ct_eq(&binding[header.len()..], &pending.cb_data) {
+            let what = match self.channel_binding_used {
+                Some(ty) => format!(
+                    "the client's {ty} data ({} bytes) is not this connection's: the client and the server do not see the same TLS channel (a TLS-terminating proxy, or a man in the middle)",
+                    binding.len() - header.len()
+                ),
+                None => {
+                    "c= carries data after the GS2 header, but no channel binding was agreed".into()
+                }
+            };
+            return Err(SaslFailure::ChannelBinding(what));
         }
         if scram::expect(&mut attrs, 'r', "nonce").map_err(malformed)? != pending.nonce {
             return Err(SaslFailure::NonceMismatch);
@@ -323,6 +406,143 @@ impl ServerSession {
             pending.authcid,
             Some(server_final.into_bytes()),
         ))
+    }
+}
+
+impl ServerSession {
+    /// The channel binding data client-first commits to (empty for `n` and `y`), or why the
+    /// GS2 flag is refused.
+    fn check_gs2_flag(&mut self, flag: &Gs2Flag<'_>) -> Result<Vec<u8>, SaslFailure> {
+        let mech = self.mech;
+        match (flag, mech.is_scram_plus()) {
+            (Gs2Flag::Plus(name), true) => {
+                // cb-names are compared as sent: they are case-sensitive on the wire.
+                let Some(ty) = ChannelBindingType::ALL
+                    .iter()
+                    .copied()
+                    .find(|t| t.name() == *name)
+                else {
+                    return Err(SaslFailure::ChannelBinding(format!(
+                        "unsupported channel binding type {name:?} (this server: tls-exporter, tls-server-end-point)"
+                    )));
+                };
+                let Some(data) = self.channel_binding.get(ty) else {
+                    return Err(SaslFailure::ChannelBinding(format!(
+                        "no {ty} data on this connection{}",
+                        if self.channel_binding.is_empty() {
+                            " (not inside TLS)"
+                        } else {
+                            ""
+                        }
+                    )));
+                };
+                self.channel_binding_used = Some(ty);
+                Ok(data.to_vec())
+            }
+            (Gs2Flag::Plus(name), false) => Err(SaslFailure::ChannelBinding(format!(
+                "client requires channel binding {name:?}, which {mech} does not do (its -PLUS variant does)"
+            ))),
+            (Gs2Flag::Flag(f), true) => Err(SaslFailure::ChannelBinding(format!(
+                "{mech} requires channel binding, but the client sent the GS2 flag {:?}",
+                f.gs2_flag()
+            ))),
+            (Gs2Flag::Flag(ChannelBinding::NotSupportedByClient), false)
+                if !self.channel_binding.is_empty() =>
+            {
+                Err(SaslFailure::ChannelBinding(
+                    "the client says \"y\" (it could bind to the channel, but thinks this server cannot), yet this server offers -PLUS: a downgrade by a man in the middle, or a client that did not see the offer (RFC 5802 §6)".into(),
+                ))
+            }
+            (Gs2Flag::Flag(_), false) => Ok(Vec::new()),
+        }
+    }
+
+    /// XOAUTH2 / OAUTHBEARER initial response: the user and token; the token must be the one
+    /// `lookup` has for the user. A refusal is the JSON error challenge (RFC 7628 §3.2.2),
+    /// and the exchange fails when the client acknowledges it.
+    fn oauth(
+        &mut self,
+        data: &[u8],
+        lookup: &dyn PasswordLookup,
+    ) -> Result<ServerStep, SaslFailure> {
+        let mech = OAuthMechanism::of(self.mech).ok_or(SaslFailure::OutOfSequence("not OAuth"))?;
+        let message = oauth::parse_client_message(mech, data).map_err(|e| match e {
+            SaslError::Malformed(m) => SaslFailure::Malformed(m),
+            other => SaslFailure::Malformed(other.to_string()),
+        })?;
+        let response = match message {
+            OAuthClientMessage::Initial(r) => r,
+            OAuthClientMessage::ErrorAcknowledgement => {
+                return Err(SaslFailure::OutOfSequence(
+                    "an acknowledgement without an error challenge",
+                ));
+            }
+        };
+        if response
+            .gs2_flag
+            .as_deref()
+            .is_some_and(|f| f.starts_with("p="))
+        {
+            return Err(SaslFailure::ChannelBinding(
+                "OAUTHBEARER defines no channel binding".into(),
+            ));
+        }
+        let Some(user) = response.user.clone() else {
+            return Err(SaslFailure::Malformed(
+                "no user (OAUTHBEARER's a= authzid): the server cannot tell whose token it is"
+                    .into(),
+            ));
+        };
+        name(user.as_bytes(), "user")?;
+        let token = response.bearer_token();
+        let verdict = match (lookup.password(&user), token) {
+            (None, _) => Err(SaslFailure::UnknownUser(user.clone())),
+            (Some(expected), Some(token))
+                if !token.expose().is_empty()
+                    && scram::ct_eq(expected.expose().as_bytes(), token.expose()) =>
+            {
+                Ok(())
+            }
+            (Some(_), _) => Err(SaslFailure::InvalidToken(user.clone())),
+        };
+        match verdict {
+            Ok(()) => Ok(success(None, user, None)),
+            Err(failure) => {
+                self.state = State::OAuthErrorSent(failure);
+                Ok(ServerStep::Challenge(
+                    OAUTH_ERROR_CHALLENGE.as_bytes().to_vec(),
+                ))
+            }
+        }
+    }
+
+    /// EXTERNAL: the message is the authzid (empty: none); the identity is the one
+    /// established outside SASL, which `lookup` must know.
+    fn external(
+        &mut self,
+        data: &[u8],
+        lookup: &dyn PasswordLookup,
+    ) -> Result<ServerStep, SaslFailure> {
+        if data.len() > MAX_NAME_LEN {
+            return Err(SaslFailure::TooLarge {
+                what: "authzid",
+                len: data.len(),
+                limit: MAX_NAME_LEN,
+            });
+        }
+        let authzid = utf8(data, "authzid")?;
+        if authzid.contains('\0') {
+            return Err(SaslFailure::Malformed("NUL in the authzid".into()));
+        }
+        let identity = self
+            .external_identity
+            .clone()
+            .ok_or(SaslFailure::NoExternalIdentity)?;
+        if lookup.password(&identity).is_none() {
+            return Err(SaslFailure::UnknownUser(identity));
+        }
+        let authzid = (!authzid.is_empty()).then(|| authzid.to_owned());
+        Ok(success(authzid, identity, None))
     }
 }
 

@@ -8,6 +8,7 @@ use std::num::NonZeroU32;
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use proptest::prelude::*;
 
+use super::server::OAUTH_ERROR_CHALLENGE;
 use super::*;
 use crate::transcript::Direction;
 
@@ -61,6 +62,87 @@ fn mechanism_names_and_preference() {
         Mechanism::Login.sends_password_in_clear() && !Mechanism::CramMd5.sends_password_in_clear()
     );
     assert!(Mechanism::Plain.client_first() && !Mechanism::Login.client_first());
+    for &m in Mechanism::ALL {
+        assert_eq!(Mechanism::from_name(m.name()), Some(m));
+    }
+    assert_eq!(
+        Mechanism::from_name("scram-sha-256-plus"),
+        Some(Mechanism::ScramSha256Plus)
+    );
+    // -PLUS only with channel binding; the OAuth mechanisms and EXTERNAL never by themselves.
+    let offered = [
+        "PLAIN",
+        "SCRAM-SHA-1-PLUS",
+        "SCRAM-SHA-256",
+        "SCRAM-SHA-256-PLUS",
+        "XOAUTH2",
+        "OAUTHBEARER",
+        "EXTERNAL",
+    ];
+    assert_eq!(Mechanism::best_of(offered), Some(Mechanism::ScramSha256));
+    assert_eq!(
+        Mechanism::best_of_with(offered, true),
+        Some(Mechanism::ScramSha256Plus)
+    );
+    assert_eq!(
+        Mechanism::best_of_with(["SCRAM-SHA-1-PLUS", "SCRAM-SHA-256"], true),
+        Some(Mechanism::ScramSha1Plus)
+    );
+    assert_eq!(
+        Mechanism::best_of_with(["XOAUTH2", "OAUTHBEARER", "EXTERNAL"], true),
+        None
+    );
+    assert!(Mechanism::XOauth2.sends_password_in_clear());
+    assert!(!Mechanism::External.sends_password_in_clear());
+    assert_eq!(Mechanism::ScramSha1.plus(), Some(Mechanism::ScramSha1Plus));
+    assert_eq!(
+        Mechanism::ScramSha256Plus.without_plus(),
+        Mechanism::ScramSha256
+    );
+    assert_eq!(
+        ChannelBindingType::from_name("TLS-Exporter"),
+        Some(ChannelBindingType::TlsExporter)
+    );
+}
+
+/// Channel binding data both sides of an in-memory test share: exporter bytes 0x00..0x1f and
+/// the SHA-256 of "not a certificate" standing in for the certificate hash.
+fn fixed_binding() -> ChannelBindingData {
+    ChannelBindingData {
+        tls_exporter: Some((0..32).collect()),
+        tls_server_end_point: Some(
+            (0..32)
+                .map(|i| {
+                    u8::from_str_radix(
+                        &"47209c9b7af839de69e9a9cd625e9182c1ad63dae79ed88a2dd680fe34218620"
+                            [i * 2..i * 2 + 2],
+                        16,
+                    )
+                    .unwrap()
+                })
+                .collect(),
+        ),
+        tls13: true,
+    }
+}
+
+#[test]
+fn channel_binding_data_defaults() {
+    let mut d = fixed_binding();
+    assert_eq!(d.default_type(), Some(ChannelBindingType::TlsExporter));
+    d.tls13 = false;
+    assert_eq!(
+        d.default_type(),
+        Some(ChannelBindingType::TlsServerEndPoint)
+    );
+    d.tls_server_end_point = None;
+    assert_eq!(d.default_type(), Some(ChannelBindingType::TlsExporter));
+    assert_eq!(d.binding(Some(ChannelBindingType::TlsServerEndPoint)), None);
+    let b = d.binding(None).unwrap();
+    assert_eq!(b.gs2_flag(), "p=tls-exporter");
+    assert_eq!(b.data().len(), 32);
+    assert!(ChannelBindingData::default().is_empty());
+    assert_eq!(ChannelBindingData::default().binding(None), None);
 }
 
 #[test]
@@ -218,9 +300,17 @@ fn scram_sha256_rfc7677() {
 /// one, else `start`; SCRAM server-final goes through `handle_success_data`. Returns the
 /// server's last step, or the client's error.
 fn exchange(mech: Mechanism, creds: Credentials) -> Result<ServerStep, SaslError> {
-    let mut c = ClientSession::new(mech, creds, "cNonce/+=~")?;
+    let binding = if mech.is_scram_plus() {
+        fixed_binding().binding(None).unwrap()
+    } else {
+        ChannelBinding::None
+    };
+    let mut c = ClientSession::new_with_channel_binding(mech, creds, "cNonce/+=~", binding)?;
     let mut s = ServerSession::new(mech, "sNonce", "mx.example")?
         .with_scram_salt(*b"salt", NonZeroU32::MIN);
+    if mech.is_scram_plus() {
+        s = s.with_channel_binding(fixed_binding());
+    }
     let mut step = match c.initial_response() {
         Some(m) => s.step(m.bytes.expose(), &users),
         None => s.start(),
@@ -277,6 +367,8 @@ fn round_trips() {
         Mechanism::Plain,
         Mechanism::ScramSha1,
         Mechanism::ScramSha256,
+        Mechanism::ScramSha1Plus,
+        Mechanism::ScramSha256Plus,
     ] {
         let step = exchange(
             mech,
@@ -821,14 +913,426 @@ fn explanations() {
     );
 }
 
+/// SCRAM -PLUS with fixed channel binding data: every message built by hand (the expected
+/// values were computed independently with Python's hashlib/hmac from RFC 5802 §3: c= is
+/// base64 of the GS2 header followed by the binding data).
+#[allow(clippy::too_many_arguments)]
+fn scram_plus_known_answer(
+    mech: Mechanism,
+    binding: ChannelBinding,
+    client_nonce: &str,
+    server_nonce: &str,
+    salt: &str,
+    client_first: &str,
+    server_first: &str,
+    client_final: &str,
+    server_final: &str,
+) {
+    let mut c = ClientSession::new_with_channel_binding(
+        mech,
+        Credentials::new("user", "pencil"),
+        client_nonce,
+        binding,
+    )
+    .unwrap();
+    let first = c.initial_response().unwrap();
+    assert_eq!(text(&first), client_first);
+    let mut s = ServerSession::new(mech, server_nonce, "mx.example")
+        .unwrap()
+        .with_scram_salt(B64.decode(salt).unwrap(), NonZeroU32::new(4096).unwrap())
+        .with_channel_binding(fixed_binding());
+    assert_eq!(
+        s.step(first.bytes.expose(), &users),
+        ServerStep::Challenge(server_first.into())
+    );
+    let last = c.step(server_first.as_bytes()).unwrap();
+    assert_eq!(text(&last), client_final);
+    assert_eq!(
+        s.step(client_final.as_bytes(), &users),
+        ServerStep::Success {
+            authzid: None,
+            authcid: "user".into(),
+            additional_data: Some(server_final.into())
+        }
+    );
+    assert!(s.channel_binding_used().is_some());
+    // SMTP's way: server-final as a challenge, answered with an empty response.
+    assert_eq!(text(&c.step(server_final.as_bytes()).unwrap()), "");
+    assert_eq!(c.server_verified(), Some(true));
+}
+
+#[test]
+fn scram_sha256_plus_tls_exporter_known_answer() {
+    let exporter: Vec<u8> = (0..32).collect();
+    // "p=tls-exporter,," then 0x00..0x1f, in base64.
+    let c = "cD10bHMtZXhwb3J0ZXIsLAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f";
+    let mut input = b"p=tls-exporter,,".to_vec();
+    input.extend_from_slice(&exporter);
+    assert_eq!(B64.encode(&input), c);
+    scram_plus_known_answer(
+        Mechanism::ScramSha256Plus,
+        ChannelBinding::TlsExporter(exporter),
+        "rOprNGfwEbeRWgbNEkqO",
+        "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+        "W22ZaJ0SNY7soEsUEjb6gQ==",
+        "p=tls-exporter,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+        "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+        &format!(
+            "c={c},r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+             p=QC6CS20quADQRb3mT99YUH+n3VJxUvzuK0K0E1Vrs2M="
+        ),
+        "v=2GiAgapEppLVlUXbxUDksL3VgYHzuqiK5tR4mhJGgvs=",
+    );
+}
+
+#[test]
+fn scram_sha1_plus_tls_server_end_point_known_answer() {
+    let hash = fixed_binding().tls_server_end_point.unwrap();
+    let c = "cD10bHMtc2VydmVyLWVuZC1wb2ludCwsRyCcm3r4Od5p6anNYl6RgsGtY9rnntiKLdaA/jQhhiA=";
+    let mut input = b"p=tls-server-end-point,,".to_vec();
+    input.extend_from_slice(&hash);
+    assert_eq!(B64.encode(&input), c);
+    scram_plus_known_answer(
+        Mechanism::ScramSha1Plus,
+        ChannelBinding::TlsServerEndPoint(hash),
+        "fyko+d2lbbFgONRv9qkxdawL",
+        "3rfcNHYJY1ZVvWVs7j",
+        "QSXCR+Q6sek8bf92",
+        "p=tls-server-end-point,,n=user,r=fyko+d2lbbFgONRv9qkxdawL",
+        "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096",
+        &format!(
+            "c={c},r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=RFhc2OCKumbDZodi+nKFVzacAYk="
+        ),
+        "v=MnjqZHMppYCFvI4GnLRPWgmip0Q=",
+    );
+}
+
+/// Runs one SCRAM exchange: the client with `binding`, the server with `server_data`;
+/// returns the server's final step (or its refusal of client-first).
+fn plus_exchange(
+    mech: Mechanism,
+    binding: ChannelBinding,
+    server_data: ChannelBindingData,
+) -> ServerStep {
+    let mut c = ClientSession::new_with_channel_binding(
+        mech,
+        Credentials::new("user", "pencil"),
+        "cNonce",
+        binding,
+    )
+    .unwrap();
+    let mut s = ServerSession::new(mech, "sNonce", "h")
+        .unwrap()
+        .with_scram_salt(*b"salt", NonZeroU32::MIN)
+        .with_channel_binding(server_data);
+    let first = c.initial_response().unwrap();
+    let server_first = match s.step(first.bytes.expose(), &users) {
+        ServerStep::Challenge(c) => c,
+        refused => return refused,
+    };
+    let last = c.step(&server_first).unwrap();
+    s.step(last.bytes.expose(), &users)
+}
+
+#[test]
+fn scram_plus_refuses_mismatched_or_missing_binding() {
+    let mech = Mechanism::ScramSha256Plus;
+    // The other end of a different TLS connection: exporter bytes differ.
+    let mut other = fixed_binding();
+    other.tls_exporter = Some(vec![0xee; 32]);
+    let step = plus_exchange(mech, fixed_binding().binding(None).unwrap(), other);
+    let ServerStep::Failure(SaslFailure::ChannelBinding(why)) = step else {
+        panic!("{step:?}")
+    };
+    assert!(why.contains("not this connection's"), "{why}");
+    // The server has no end-point hash (say, an Ed25519 certificate).
+    let mut no_hash = fixed_binding();
+    no_hash.tls_server_end_point = None;
+    let step = plus_exchange(
+        mech,
+        fixed_binding()
+            .binding(Some(ChannelBindingType::TlsServerEndPoint))
+            .unwrap(),
+        no_hash,
+    );
+    assert!(
+        matches!(&step, ServerStep::Failure(SaslFailure::ChannelBinding(w)) if w.contains("no tls-server-end-point")),
+        "{step:?}"
+    );
+    // No TLS at all.
+    let step = plus_exchange(
+        mech,
+        fixed_binding().binding(None).unwrap(),
+        ChannelBindingData::default(),
+    );
+    assert!(
+        matches!(&step, ServerStep::Failure(SaslFailure::ChannelBinding(w)) if w.contains("not inside TLS")),
+        "{step:?}"
+    );
+    // A -PLUS server refuses "n" and "y", and unknown binding types.
+    for first in [
+        &b"n,,n=user,r=x"[..],
+        b"y,,n=user,r=x",
+        b"p=tls-unique,,n=user,r=x",
+    ] {
+        let mut s = ServerSession::new(mech, "s", "h")
+            .unwrap()
+            .with_channel_binding(fixed_binding());
+        assert!(
+            matches!(
+                s.step(first, &users),
+                ServerStep::Failure(SaslFailure::ChannelBinding(_))
+            ),
+            "{first:?}"
+        );
+    }
+    // The client cannot make a -PLUS session without data, nor bind a non-PLUS one.
+    assert!(ClientSession::new(mech, Credentials::new("u", "p"), "n").is_err());
+    assert!(
+        ClientSession::new_with_channel_binding(
+            Mechanism::ScramSha256,
+            Credentials::new("u", "p"),
+            "n",
+            fixed_binding().binding(None).unwrap()
+        )
+        .is_err()
+    );
+    // with_channel_binding on a non-PLUS mechanism turns data into "y".
+    let mut c = ClientSession::new(Mechanism::ScramSha256, Credentials::new("u", "p"), "n")
+        .unwrap()
+        .with_channel_binding(fixed_binding().binding(None).unwrap());
+    assert!(text(&c.initial_response().unwrap()).starts_with("y,,"));
+}
+
+#[test]
+fn scram_y_is_a_downgrade_where_plus_is_offered() {
+    // RFC 5802 §6: "y" means "I can bind, but you can't". A server that can (it offered
+    // -PLUS) must fail the exchange: someone removed -PLUS from the list on the way.
+    let step = plus_exchange(
+        Mechanism::ScramSha256,
+        ChannelBinding::NotSupportedByClient,
+        fixed_binding(),
+    );
+    let ServerStep::Failure(SaslFailure::ChannelBinding(why)) = step else {
+        panic!("{step:?}")
+    };
+    assert!(why.contains("downgrade"), "{why}");
+    // "n" (the client cannot bind) is fine, and "y" where the server cannot bind either.
+    for (binding, data) in [
+        (ChannelBinding::None, fixed_binding()),
+        (
+            ChannelBinding::NotSupportedByClient,
+            ChannelBindingData::default(),
+        ),
+    ] {
+        let step = plus_exchange(Mechanism::ScramSha256, binding, data);
+        assert!(matches!(step, ServerStep::Success { .. }), "{step:?}");
+    }
+}
+
+#[test]
+fn explains_plus_messages() {
+    let e = explain(
+        Mechanism::ScramSha256Plus,
+        Direction::ClientToServer,
+        b"p=tls-exporter,,n=user,r=abc",
+        false,
+    );
+    assert!(
+        e.contains("channel binding required, type \"tls-exporter\""),
+        "{e}"
+    );
+    let e = explain(
+        Mechanism::ScramSha256Plus,
+        Direction::ClientToServer,
+        b"c=cD10bHMtZXhwb3J0ZXIsLAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f,r=abc,p=AAAA",
+        false,
+    );
+    assert!(
+        e.contains("GS2 header \"p=tls-exporter,,\" and 32 bytes of channel binding data"),
+        "{e}"
+    );
+    let e = explain(Mechanism::External, Direction::ClientToServer, b"", false);
+    assert!(e.contains("empty"), "{e}");
+    let e = explain(
+        Mechanism::External,
+        Direction::ClientToServer,
+        b"bob",
+        false,
+    );
+    assert!(e.contains("authzid: \"bob\""), "{e}");
+    let e = explain(
+        Mechanism::XOauth2,
+        Direction::ClientToServer,
+        b"user=u\x01auth=Bearer secret-token\x01\x01",
+        false,
+    );
+    assert!(
+        e.starts_with("XOAUTH2 initial response") && !e.contains("secret-token"),
+        "{e}"
+    );
+}
+
+/// The user's password doubles as the expected bearer token.
+fn oauth_exchange(mech: Mechanism, user: &str, token: &str) -> (ServerStep, ClientSession) {
+    let mut c = ClientSession::new(mech, Credentials::new(user, token), "")
+        .unwrap()
+        .with_oauth_target(OAuthTarget {
+            host: Some("mx.example".into()),
+            port: Some(587),
+        })
+        .unwrap();
+    let mut s = ServerSession::new(mech, "sNonce", "mx.example").unwrap();
+    let first = c.initial_response().unwrap();
+    assert!(
+        !first.redacted.contains(token) || token.len() < 4,
+        "{}",
+        first.redacted
+    );
+    let mut step = s.step(first.bytes.expose(), &users);
+    if let ServerStep::Challenge(json) = &step {
+        let ack = c.step(json).unwrap();
+        assert_eq!(
+            ack.bytes.expose().as_slice(),
+            OAuthMechanism::of(mech).unwrap().error_acknowledgement()
+        );
+        step = s.step(ack.bytes.expose(), &users);
+    } else {
+        assert!(c.is_complete());
+        c.handle_success_data(b"").unwrap();
+    }
+    (step, c)
+}
+
+#[test]
+fn oauth_round_trips_and_error_challenge() {
+    for mech in [Mechanism::XOauth2, Mechanism::OAuthBearer] {
+        let (step, c) = oauth_exchange(mech, "test", "testpass");
+        assert_eq!(step, success("test"), "{mech}");
+        assert!(c.oauth_error().is_none());
+
+        let (step, c) = oauth_exchange(mech, "test", "expired-token");
+        assert_eq!(
+            step,
+            ServerStep::Failure(SaslFailure::InvalidToken("test".into())),
+            "{mech}"
+        );
+        let e = c.oauth_error().unwrap();
+        assert_eq!(e.get("status"), Some("invalid_token"));
+        assert_eq!(e.get("scope"), Some("mail"));
+
+        let (step, _) = oauth_exchange(mech, "nobody", "x");
+        assert_eq!(
+            step,
+            ServerStep::Failure(SaslFailure::UnknownUser("nobody".into())),
+            "{mech}"
+        );
+    }
+    // The initial response carries what the RFCs say.
+    let mut c = ClientSession::new(Mechanism::OAuthBearer, Credentials::new("u@x", "tok"), "")
+        .unwrap()
+        .with_oauth_target(OAuthTarget {
+            host: Some("mx.example".into()),
+            port: Some(587),
+        })
+        .unwrap();
+    let m = c.initial_response().unwrap();
+    assert_eq!(
+        m.bytes.expose().as_slice(),
+        b"n,a=u@x,\x01host=mx.example\x01port=587\x01auth=Bearer tok\x01\x01"
+    );
+    assert_eq!(m.redacted, "authzid=\"u@x\", 3-byte bearer token");
+    // Success after an error challenge is not believed.
+    assert!(c.step(OAUTH_ERROR_CHALLENGE.as_bytes()).is_ok());
+    assert_eq!(
+        c.handle_success_data(b""),
+        Err(SaslError::SuccessAfterError)
+    );
+    // No authzid and no spaces in tokens.
+    assert!(
+        ClientSession::new(
+            Mechanism::XOauth2,
+            Credentials::new("u", "t").with_authzid("z"),
+            ""
+        )
+        .is_err()
+    );
+    assert!(ClientSession::new(Mechanism::XOauth2, Credentials::new("u", "a b"), "").is_err());
+    // A server that gets something else than the acknowledgement still fails.
+    let mut s = ServerSession::new(Mechanism::XOauth2, "n", "h").unwrap();
+    assert!(matches!(
+        s.step(b"user=test\x01auth=Bearer nope\x01\x01", &users),
+        ServerStep::Challenge(_)
+    ));
+    assert!(matches!(
+        s.step(b"junk", &users),
+        ServerStep::Failure(SaslFailure::Malformed(_))
+    ));
+    // OAUTHBEARER with channel binding is refused outright.
+    let mut s = ServerSession::new(Mechanism::OAuthBearer, "n", "h").unwrap();
+    assert!(matches!(
+        s.step(
+            b"p=tls-exporter,a=test,\x01auth=Bearer testpass\x01\x01",
+            &users
+        ),
+        ServerStep::Failure(SaslFailure::ChannelBinding(_))
+    ));
+}
+
+#[test]
+fn external_uses_the_certificate_identity() {
+    let run = |authzid: Option<&str>, identity: Option<&str>, initial: bool| {
+        let mut creds = Credentials::new("", "");
+        if let Some(z) = authzid {
+            creds = creds.with_authzid(z);
+        }
+        let mut c = ClientSession::new(Mechanism::External, creds, "").unwrap();
+        let mut s = ServerSession::new(Mechanism::External, "n", "h")
+            .unwrap()
+            .with_external_identity(identity.map(str::to_owned));
+        let msg = if initial {
+            c.initial_response().unwrap()
+        } else {
+            assert_eq!(s.start(), ServerStep::Challenge(Vec::new()));
+            c.step(b"").unwrap()
+        };
+        let step = s.step(msg.bytes.expose(), &users);
+        assert!(c.is_complete());
+        (msg, step)
+    };
+    let (msg, step) = run(None, Some("test"), true);
+    assert!(msg.bytes.expose().is_empty());
+    assert_eq!(step, success("test"));
+    let (msg, step) = run(Some("user"), Some("test"), false);
+    assert_eq!(msg.bytes.expose().as_slice(), b"user");
+    assert_eq!(msg.redacted, "authzid=\"user\"");
+    assert_eq!(
+        step,
+        ServerStep::Success {
+            authzid: Some("user".into()),
+            authcid: "test".into(),
+            additional_data: None
+        }
+    );
+    let (_, step) = run(None, None, true);
+    assert_eq!(step, ServerStep::Failure(SaslFailure::NoExternalIdentity));
+    let (_, step) = run(None, Some("stranger"), true);
+    assert_eq!(
+        step,
+        ServerStep::Failure(SaslFailure::UnknownUser("stranger".into()))
+    );
+}
+
 /// Lots of SCRAM-looking text, so the fuzzing reaches past the first parse.
 fn scramish() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..64),
         "[nyprsivcpmae=,0-9A-Za-z+/_<>@ \\x00]{0,48}".prop_map(String::into_bytes),
-        "(n|y|p=x),(a=[a-z=2CD]{0,4})?,(n=[a-z=]{0,4},r=cNonce[a-z]{0,3}|m=1)(,[a-z]=[a-z]{0,3}){0,2}"
+        "(n|y|p=x|p=tls-exporter|p=tls-server-end-point),(a=[a-z=2CD]{0,4})?,(n=[a-z=]{0,4},r=cNonce[a-z]{0,3}|m=1)(,[a-z]=[a-z]{0,3}){0,2}"
             .prop_map(String::into_bytes),
-        "(c=(biws|eSws|!),)?r=cNonce[a-z]{0,4}(,s=[A-Za-z0-9+/=]{0,8})?(,i=[0-9]{0,3})?(,p=[A-Za-z0-9+/=]{0,30})?"
+        "(n,a=user,\x01|user=user\x01)(host=x\x01)?(auth=Bearer (pencil|x)?\x01)?\x01?"
+            .prop_map(String::into_bytes),
+        "(c=(biws|eSws|cD10bHMtZXhwb3J0ZXIsLAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f|!),)?r=cNonce[a-z]{0,4}(,s=[A-Za-z0-9+/=]{0,8})?(,i=[0-9]{0,3})?(,p=[A-Za-z0-9+/=]{0,30})?"
             .prop_map(String::into_bytes),
     ]
 }
@@ -836,16 +1340,31 @@ fn scramish() -> impl Strategy<Value = Vec<u8>> {
 proptest! {
     #[test]
     fn no_input_panics(
-        mech_index in 0..Mechanism::PREFERENCE.len(),
+        mech_index in 0..Mechanism::ALL.len(),
         start in any::<bool>(),
         messages in proptest::collection::vec(scramish(), 0..5),
     ) {
-        let mech = Mechanism::PREFERENCE[mech_index];
-        let mut s = ServerSession::new(mech, "sNonce", "mx.example").unwrap().with_scram_salt(*b"s", NonZeroU32::MIN);
+        let mech = Mechanism::ALL[mech_index];
+        let mut s = ServerSession::new(mech, "sNonce", "mx.example")
+            .unwrap()
+            .with_scram_salt(*b"s", NonZeroU32::MIN)
+            .with_channel_binding(fixed_binding())
+            .with_external_identity(Some("user".into()));
         if start {
             s.start();
         }
-        let mut c = client(mech, "user", "pencil", "cNonce");
+        let binding = if mech.is_scram_plus() {
+            fixed_binding().binding(None).unwrap()
+        } else {
+            ChannelBinding::None
+        };
+        let mut c = ClientSession::new_with_channel_binding(
+            mech,
+            Credentials::new("user", "pencil"),
+            "cNonce",
+            binding,
+        )
+        .unwrap();
         if start {
             c.initial_response();
         }

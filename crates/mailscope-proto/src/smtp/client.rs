@@ -10,7 +10,8 @@
 //! 2. Loop: write what [`Client::poll_transmit`] gives; feed every received byte to
 //!    [`Client::handle_input`], the end of the stream to [`Client::handle_eof`]; drain
 //!    [`Client::poll_event`]; when it yields [`Event::StartTlsRequested`], do the handshake on
-//!    the same connection and call [`Client::handle_tls_established`] or
+//!    the same connection and call [`Client::handle_tls_established_with`] (with the channel
+//!    binding data of the connection; [`Client::handle_tls_established`] without) or
 //!    [`Client::handle_tls_failed`]; when [`Client::poll_timeout`]'s deadline passes, call
 //!    [`Client::handle_timeout`].
 //! 3. Stop when [`Event::Finished`] has been polled and nothing is left to transmit, and close
@@ -39,7 +40,10 @@ use crate::finding::{
     SMTP_EHLO_NO_EXTENSIONS, SMTP_EHLO_REFUSED, SMTP_REPLY_UNEXPECTED, SMTP_STARTTLS_NOT_OFFERED,
     SMTP_STARTTLS_READ_AHEAD,
 };
-use crate::sasl::{ClientSession, Credentials, Mechanism};
+use crate::sasl::{
+    ChannelBinding, ChannelBindingData, ChannelBindingType, ClientSession, Credentials, Mechanism,
+    OAuthTarget,
+};
 use crate::smtp::command::{Command, lint_command_line, xtext};
 use crate::smtp::data::{PreparedData, lint_data};
 use crate::smtp::ehlo::Capabilities;
@@ -246,9 +250,12 @@ pub enum HelloKind {
 /// AUTH settings.
 #[derive(Debug, Clone)]
 pub struct AuthOptions {
-    /// The mechanism; `None` picks the best the server offers.
+    /// The mechanism; `None` picks the best the server offers (by
+    /// [`Mechanism::PREFERENCE`]: the SCRAM `-PLUS` variants only inside TLS with channel
+    /// binding data; XOAUTH2, OAUTHBEARER and EXTERNAL never, they must be named).
     pub mechanism: Option<Mechanism>,
-    /// Who and with what password.
+    /// Who and with what password (for XOAUTH2 and OAUTHBEARER, the password is the bearer
+    /// token; EXTERNAL sends only the authzid).
     pub credentials: Credentials,
     /// Client nonce for SCRAM (printable ASCII, no comma), supplied by the caller.
     pub client_nonce: String,
@@ -338,6 +345,14 @@ pub struct ClientOptions {
     /// SMTP smuggling probes, one message per end-of-data variant, instead of the normal
     /// transaction; empty: none. Only against a server the user named (the CLI enforces it).
     pub probe_smuggling: Vec<SmugglingVariant>,
+    /// The channel binding type for SCRAM `-PLUS`; `None`: `tls-exporter` on TLS 1.3,
+    /// `tls-server-end-point` on TLS 1.2 ([`ChannelBindingData::default_type`]).
+    pub channel_binding: Option<ChannelBindingType>,
+    /// OAUTHBEARER's `host=` and `port=`: where the client connected (RFC 7628 §3.1).
+    pub oauth_target: OAuthTarget,
+    /// Whether the TLS layer presents a client certificate (only for the explanation when
+    /// EXTERNAL is not offered).
+    pub client_certificate: bool,
 }
 
 impl Default for ClientOptions {
@@ -372,6 +387,9 @@ impl Default for ClientOptions {
             xclient: Vec::new(),
             raw_commands: Vec::new(),
             probe_smuggling: Vec::new(),
+            channel_binding: None,
+            oauth_target: OAuthTarget::default(),
+            client_certificate: false,
         }
     }
 }
@@ -635,6 +653,8 @@ pub struct Client {
     /// Smuggling variants not concluded yet, and how many there were.
     probe_queue: VecDeque<SmugglingVariant>,
     probe_total: usize,
+    /// Channel binding data of the TLS connection (empty outside TLS).
+    channel_binding: ChannelBindingData,
 }
 
 /// At most this many findings of one kind are reported per session; the rest are counted and
@@ -679,8 +699,15 @@ impl Client {
             txn: Txn::default(),
             probe_total: probe_queue.len(),
             probe_queue,
+            channel_binding: ChannelBindingData::default(),
             opts,
         }
+    }
+
+    /// Implicit TLS: the channel binding data of the connection (from the TLS layer), for
+    /// SCRAM `-PLUS`. Call before [`Client::start`].
+    pub fn set_channel_binding_data(&mut self, data: ChannelBindingData) {
+        self.channel_binding = data;
     }
 
     /// Tells the machine the server is on a loopback address: a password sent in plaintext
@@ -819,12 +846,20 @@ impl Client {
         }
     }
 
-    /// The TLS handshake after STARTTLS succeeded.
+    /// The TLS handshake after STARTTLS succeeded, without channel binding data (SCRAM
+    /// `-PLUS` is then unavailable); see [`Client::handle_tls_established_with`].
     pub fn handle_tls_established(&mut self, now: Timestamp) {
+        self.handle_tls_established_with(now, ChannelBindingData::default());
+    }
+
+    /// The TLS handshake after STARTTLS succeeded, with the connection's channel binding
+    /// data (`tls-exporter`, `tls-server-end-point`) for SCRAM `-PLUS`.
+    pub fn handle_tls_established_with(&mut self, now: Timestamp, data: ChannelBindingData) {
         self.now = now;
         if !matches!(self.state, State::AwaitTls) {
             return;
         }
+        self.channel_binding = data;
         self.state = State::Idle;
         self.tls = true;
         self.at_stage(&[Stage::Tls], |c| c.send_hello(true, false));
@@ -1280,6 +1315,12 @@ impl Client {
             );
             return;
         }
+        // Channel binding: inside TLS, with data of the chosen (or default) type.
+        let binding = if self.tls {
+            self.channel_binding.binding(self.opts.channel_binding)
+        } else {
+            None
+        };
         let (mechanism, explicit) = match auth.mechanism {
             Some(m) => {
                 if !offered.iter().any(|o| o == m.name()) {
@@ -1287,9 +1328,10 @@ impl Client {
                         self.fail_without_reply(
                             FailedStep::Auth,
                             &format!(
-                                "the server does not offer AUTH {} (it offers: {}; --lax tries it anyway)",
+                                "the server does not offer AUTH {} (it offers: {}; --lax tries it anyway){}",
                                 m.name(),
-                                offered.join(" ")
+                                offered.join(" "),
+                                self.not_offered_hint(m)
                             ),
                         );
                         return;
@@ -1309,23 +1351,40 @@ impl Client {
                 }
                 (m, true)
             }
-            None => match Mechanism::best_of(offered.iter().map(String::as_str)) {
-                Some(m) => (m, false),
-                None => {
-                    self.fail_without_reply(
+            None => {
+                match Mechanism::best_of_with(offered.iter().map(String::as_str), binding.is_some())
+                {
+                    Some(m) => (m, false),
+                    None => {
+                        self.fail_without_reply(
                         FailedStep::Auth,
                         &format!(
-                            "none of the offered mechanisms is supported: {}",
+                            "none of the offered mechanisms is supported without a token or a client certificate: {} (name XOAUTH2, OAUTHBEARER or EXTERNAL to use one)",
                             offered.join(" ")
                         ),
                     );
-                    return;
+                        return;
+                    }
                 }
-            },
+            }
         };
+        if mechanism.is_scram_plus() && binding.is_none() {
+            let why = if !self.tls {
+                "TLS is not on (use --tls or --tls-on-connect)".to_string()
+            } else if let Some(t) = self.opts.channel_binding {
+                format!("the TLS layer has no {t} data for this connection")
+            } else {
+                "the TLS layer gave no channel binding data".to_string()
+            };
+            self.fail_without_reply(
+                FailedStep::Auth,
+                &format!("AUTH {} needs channel binding: {why}", mechanism.name()),
+            );
+            return;
+        }
         self.push_event(Event::AuthMechanismChosen {
             mechanism,
-            offered,
+            offered: offered.clone(),
             explicit,
         });
         if !self.tls {
@@ -1333,10 +1392,15 @@ impl Client {
                 && !self.opts.allow_plaintext_auth
                 && !self.peer_is_loopback
             {
+                let what = if mechanism.is_oauth() {
+                    "bearer token"
+                } else {
+                    "password"
+                };
                 self.fail_without_reply(
                     FailedStep::Auth,
                     &format!(
-                        "refusing to send a {} password without TLS to a non-loopback server (use --tls, or --insecure-auth-plaintext)",
+                        "refusing to send a {} {what} without TLS to a non-loopback server (use --tls, or --insecure-auth-plaintext)",
                         mechanism.name()
                     ),
                 );
@@ -1347,17 +1411,67 @@ impl Client {
                 format!("AUTH {} without TLS", mechanism.name()),
             ));
         }
-        let mut session =
-            match ClientSession::new(mechanism, auth.credentials.clone(), &auth.client_nonce) {
-                Ok(s) => s,
-                Err(e) => {
-                    self.fail_without_reply(
-                        FailedStep::Auth,
-                        &format!("cannot start AUTH {}: {e}", mechanism.name()),
-                    );
-                    return;
+        // The GS2 channel-binding flag (RFC 5802 §6): p= for -PLUS; for plain SCRAM inside
+        // TLS "y" (we could bind, the server did not offer -PLUS), so a server that does
+        // support binding detects a downgrade; "n" outside TLS, or when the user chose plain
+        // SCRAM although -PLUS is offered (then "y" would be refused, rightly).
+        let could_bind = self.tls && !self.channel_binding.is_empty();
+        let gs2 = match &binding {
+            Some(b) if mechanism.is_scram_plus() => b.clone(),
+            _ if mechanism.is_scram() && could_bind => {
+                let plus = mechanism.plus().map(Mechanism::name).unwrap_or_default();
+                if offered.iter().any(|o| o == plus) {
+                    let why = if explicit {
+                        "was asked for"
+                    } else {
+                        "is used (no channel binding data of the chosen type)"
+                    };
+                    self.note(&format!(
+                        "the server offers {plus}, but {} {why}: no channel binding (GS2 flag \"n\")",
+                        mechanism.name()
+                    ));
+                    ChannelBinding::None
+                } else {
+                    ChannelBinding::NotSupportedByClient
                 }
-            };
+            }
+            _ => ChannelBinding::None,
+        };
+        if let Some(ty) = gs2.binding_type() {
+            self.note(&format!(
+                "AUTH {}: channel binding {ty} ({} bytes){}",
+                mechanism.name(),
+                gs2.data().len(),
+                if ty == ChannelBindingType::TlsExporter && !self.channel_binding.tls13 {
+                    "; over TLS 1.2 tls-exporter is safe only if the server agreed to the extended master secret (RFC 9266 §3), which rustls does not report"
+                } else {
+                    ""
+                }
+            ));
+        }
+        let session = ClientSession::new_with_channel_binding(
+            mechanism,
+            auth.credentials.clone(),
+            &auth.client_nonce,
+            gs2,
+        )
+        .and_then(|s| {
+            if mechanism == Mechanism::OAuthBearer {
+                s.with_oauth_target(self.opts.oauth_target.clone())
+            } else {
+                Ok(s)
+            }
+        });
+        let mut session = match session {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail_without_reply(
+                    FailedStep::Auth,
+                    &format!("cannot start AUTH {}: {e}", mechanism.name()),
+                );
+                return;
+            }
+        };
         let initial = session.initial_response();
         let mut line = format!("AUTH {}", mechanism.name()).into_bytes();
         let mut redactions = Vec::new();
@@ -1366,11 +1480,14 @@ impl Client {
             let start = line.len();
             let enc = B64.encode(msg.bytes.expose());
             line.extend_from_slice(if enc.is_empty() { b"=" } else { enc.as_bytes() });
-            redactions.push(Redaction {
-                start,
-                end: line.len(),
-                replacement: format!("<redacted: {}>", msg.redacted),
-            });
+            // `=` (an empty initial response) hides nothing.
+            if !enc.is_empty() {
+                redactions.push(Redaction {
+                    start,
+                    end: line.len(),
+                    replacement: format!("<redacted: {}>", msg.redacted),
+                });
+            }
         }
         line.extend_from_slice(b"\r\n");
         let state = State::ExpectAuthReply(Box::new(AuthState {
@@ -1392,7 +1509,29 @@ impl Client {
                 Ok(c) => Ok(c),
                 Err(e) => Err(format!("the 334 challenge is not base64: {e}")),
             };
+            let refused_before = auth.session.oauth_error().is_some();
             let answer = challenge.and_then(|c| auth.session.step(&c).map_err(|e| e.to_string()));
+            if !refused_before && let Some(e) = auth.session.oauth_error() {
+                let members: Vec<String> = e
+                    .members
+                    .iter()
+                    .map(|(k, v)| format!("{k} {}", quote(v.as_bytes())))
+                    .collect();
+                let ack = if auth.mechanism == Mechanism::XOauth2 {
+                    "an empty response"
+                } else {
+                    "^A (AQ==)"
+                };
+                let detail = if members.is_empty() {
+                    "the challenge is not the JSON error object".to_string()
+                } else {
+                    members.join(", ")
+                };
+                self.note(&format!(
+                    "AUTH {}: the server refused the token ({detail}); acknowledging with {ack}, as the mechanism requires",
+                    auth.mechanism.name()
+                ));
+            }
             match answer {
                 Ok(msg) => {
                     let enc = B64.encode(msg.bytes.expose());
@@ -1466,11 +1605,43 @@ impl Client {
             });
             self.at_stage(&[Stage::Auth], Client::begin_transactions);
         } else {
+            let token = auth.session.oauth_error().map(|e| {
+                let fields: Vec<String> = ["status", "scope"]
+                    .iter()
+                    .filter_map(|k| e.get(k).map(|v| format!("{k} {}", quote(v.as_bytes()))))
+                    .collect();
+                if fields.is_empty() {
+                    " (token refused)".to_string()
+                } else {
+                    format!(" (token refused: {})", fields.join(", "))
+                }
+            });
             self.fail(
                 FailedStep::Auth,
-                &format!("AUTH {} failed", auth.mechanism.name()),
+                &format!(
+                    "AUTH {} failed{}",
+                    auth.mechanism.name(),
+                    token.unwrap_or_default()
+                ),
                 reply,
             );
+        }
+    }
+
+    /// Why a named mechanism may be missing from the server's list, for the failure reason.
+    fn not_offered_hint(&self, m: Mechanism) -> String {
+        match m {
+            Mechanism::External if !self.opts.client_certificate => {
+                "; EXTERNAL authenticates with a TLS client certificate: give --tls-cert and --tls-key (a server offers it only after verifying one)".into()
+            }
+            Mechanism::External => {
+                "; EXTERNAL is offered only to a client whose certificate the server asked for and verified: does the server trust the certificate's CA?".into()
+            }
+            m if m.is_scram_plus() && !self.tls => {
+                "; -PLUS mechanisms are offered inside TLS only (use --tls or --tls-on-connect)"
+                    .into()
+            }
+            _ => String::new(),
         }
     }
 
@@ -1918,4 +2089,9 @@ fn failed_step_for(state: &State) -> FailedStep {
         | State::Done
         | State::Idle => FailedStep::ConnectionClosed,
     }
+}
+
+/// `"text"` with the crate's escape grammar.
+fn quote(bytes: &[u8]) -> String {
+    format!("\"{}\"", escape(bytes))
 }

@@ -11,7 +11,9 @@
 //!    [`Server::poll_event`]. On [`Event::StartTlsRequested`], first feed every plaintext
 //!    byte already read (the machine discards and reports them: nothing pipelined after
 //!    STARTTLS is ever executed), write the pending `220`, do the handshake, then call
-//!    [`Server::handle_tls_established`] or [`Server::handle_tls_failed`]. When
+//!    [`Server::handle_tls_established_with`] (with what the TLS layer knows: channel binding
+//!    data, the client certificate) or [`Server::handle_tls_failed`]. For implicit TLS, give
+//!    the same facts to [`Server::set_tls_facts`] before [`Server::start`]. When
 //!    [`Server::poll_timeout`]'s deadline passes, call [`Server::handle_timeout`] (a delayed
 //!    reply is released that way). Read only while [`Server::wants_input`], and no faster
 //!    than [`Server::read_rate_limit`] when it gives a rate (both are fault injection).
@@ -42,7 +44,7 @@ use crate::finding::{
     SMTP_CLIENT_PIPELINING_WITHOUT_EXTENSION, SMTP_CLIENT_PREGREET, SMTP_CLIENT_STARTTLS_PIPELINED,
     SMTP_COMMAND_TOO_LONG,
 };
-use crate::sasl::{Mechanism, PasswordLookup, ServerSession, ServerStep};
+use crate::sasl::{ChannelBindingData, Mechanism, PasswordLookup, ServerSession, ServerStep};
 use crate::secret::Secret;
 use crate::smtp::client::MAX_FINDINGS_PER_KIND;
 use crate::smtp::receiver::{
@@ -178,10 +180,13 @@ impl Default for ServerLimits {
 /// How AUTH checks credentials.
 #[derive(Clone)]
 pub enum AuthCheck {
-    /// Against passwords from the caller (e.g. a Dovecot passwd-file).
+    /// Against passwords from the caller (e.g. a Dovecot passwd-file). XOAUTH2 and
+    /// OAUTHBEARER expect the user's password as the bearer token; EXTERNAL needs the client
+    /// certificate's identity to be a user (its password is not used).
     Lookup(Arc<dyn PasswordLookup + Send + Sync>),
     /// A test server that does not get in the way: PLAIN, LOGIN and CRAM-MD5 accept any
-    /// well-formed credentials; SCRAM accepts any user with this password (see
+    /// well-formed credentials, XOAUTH2 and OAUTHBEARER any token, EXTERNAL any verified
+    /// client certificate; SCRAM (`-PLUS` too) accepts any user with this password (see
     /// [`ACCEPT_ANY_SCRAM_PASSWORD`]).
     AcceptAny {
         /// The password of every SCRAM user.
@@ -206,6 +211,28 @@ impl fmt::Debug for AuthCheck {
     }
 }
 
+/// A TLS client certificate that the TLS layer verified (against the CA the server was
+/// told to trust for clients).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// The subject, as text (`CN=alice, O=Example`).
+    pub subject: String,
+    /// The identity it establishes for AUTH EXTERNAL: the subject's common name, or else the
+    /// first subject alternative name.
+    pub identity: String,
+}
+
+/// What the TLS layer knows about the connection, for AUTH: the `-PLUS` SCRAMs need channel
+/// binding data and EXTERNAL a verified client certificate. Both are offered only when
+/// present.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFacts {
+    /// Channel binding data of this connection (empty: none, and no `-PLUS` offered).
+    pub channel_binding: ChannelBindingData,
+    /// The client's verified certificate, if it presented one.
+    pub client_certificate: Option<ClientCertificate>,
+}
+
 /// Everything the machine needs to know up front.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -220,7 +247,9 @@ pub struct ServerOptions {
     pub implicit_tls: bool,
     /// What to offer.
     pub extensions: Extensions,
-    /// AUTH mechanisms offered, in the order listed.
+    /// AUTH mechanisms offered, in the order listed. The SCRAM `-PLUS` mechanisms are
+    /// offered only inside TLS with channel binding data, EXTERNAL only when the client
+    /// presented a verified certificate ([`TlsFacts`]).
     pub auth_mechanisms: Vec<Mechanism>,
     /// How credentials are checked.
     pub auth: AuthCheck,
@@ -260,6 +289,11 @@ impl ServerOptions {
                 Mechanism::CramMd5,
                 Mechanism::ScramSha1,
                 Mechanism::ScramSha256,
+                Mechanism::ScramSha1Plus,
+                Mechanism::ScramSha256Plus,
+                Mechanism::XOauth2,
+                Mechanism::OAuthBearer,
+                Mechanism::External,
             ],
             auth: AuthCheck::default(),
             insecure_auth_plaintext: false,
@@ -638,6 +672,11 @@ pub enum CloseReason {
     Evicted,
 }
 
+/// Most bytes of a session's transcript kept in memory, message content aside (which is
+/// dropped from the transcript once delivered to the front end): a long or hostile session
+/// cannot eat memory through it. Later bytes are recorded by length only, with a finding.
+pub const TRANSCRIPT_KEEP_LIMIT: u64 = 4 * 1024 * 1024;
+
 /// What happened, for the front end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -796,6 +835,11 @@ pub struct Server {
     policy: Option<Box<dyn ReplyPolicy + Send>>,
     phase: Phase,
     transcript: Transcript,
+    /// Client-stream range of the last message's content, dropped from the transcript
+    /// once the front end has seen it (the message itself is stored elsewhere).
+    pending_elide: Option<(u64, u64)>,
+    /// Whether the transcript cap was reported.
+    transcript_cap_reported: bool,
     input: Vec<u8>,
     /// Consumed prefix of `input`.
     pos: usize,
@@ -805,6 +849,8 @@ pub struct Server {
     started_at: Timestamp,
     last_input: Timestamp,
     tls: bool,
+    /// Channel binding data and the client certificate, from the TLS layer.
+    tls_facts: TlsFacts,
     upgraded: bool,
     hello: Option<Hello>,
     auth: Option<AuthInfo>,
@@ -858,7 +904,13 @@ impl Server {
             opts,
             policy: None,
             phase: Phase::NotStarted,
-            transcript: Transcript::new(),
+            transcript: {
+                let mut t = Transcript::new();
+                t.set_keep_limit(Some(TRANSCRIPT_KEEP_LIMIT));
+                t
+            },
+            pending_elide: None,
+            transcript_cap_reported: false,
             input: Vec::new(),
             pos: 0,
             outbuf: Vec::new(),
@@ -867,6 +919,7 @@ impl Server {
             started_at: Timestamp(0),
             last_input: Timestamp(0),
             tls,
+            tls_facts: TlsFacts::default(),
             upgraded: false,
             hello: None,
             auth: None,
@@ -984,13 +1037,33 @@ impl Server {
         self.close(CloseReason::ClientClosed);
     }
 
+    /// Implicit TLS: what the TLS layer knows about the connection (channel binding data,
+    /// the client certificate). Call before [`Server::start`].
+    pub fn set_tls_facts(&mut self, facts: TlsFacts) {
+        self.tls_facts = facts;
+    }
+
+    /// What the TLS layer said about the connection.
+    pub fn tls_facts(&self) -> &TlsFacts {
+        &self.tls_facts
+    }
+
     /// The TLS handshake after STARTTLS succeeded: everything known before is forgotten
-    /// (RFC 3207 §4.2) and EHLO is required again.
+    /// (RFC 3207 §4.2) and EHLO is required again. Without channel binding data or a client
+    /// certificate; see [`Server::handle_tls_established_with`].
     pub fn handle_tls_established(&mut self, now: Timestamp) {
+        self.handle_tls_established_with(now, TlsFacts::default());
+    }
+
+    /// The TLS handshake after STARTTLS succeeded, with what the TLS layer knows about the
+    /// connection: channel binding data (the `-PLUS` SCRAMs are offered only with it) and
+    /// the verified client certificate (EXTERNAL is offered only with one).
+    pub fn handle_tls_established_with(&mut self, now: Timestamp, facts: TlsFacts) {
         self.now = now;
         if !matches!(self.phase, Phase::AwaitTls) {
             return;
         }
+        self.tls_facts = facts;
         // Anything still buffered came in plaintext before the handshake.
         self.discard_plaintext();
         self.tls = true;
@@ -1273,7 +1346,28 @@ impl Server {
             redactions,
         );
         self.pos += n;
+        if self.transcript.capped() && !self.transcript_cap_reported {
+            self.transcript_cap_reported = true;
+            self.raise(
+                Finding::new(
+                    SMTP_CLIENT_LIMIT_EXCEEDED,
+                    format!(
+                        "the session's transcript passed {TRANSCRIPT_KEEP_LIMIT} octets (message content aside): later bytes are recorded by length only"
+                    ),
+                )
+                .at(Direction::ClientToServer, offset),
+            );
+        }
         offset
+    }
+
+    /// Drops the last message's content from the transcript (see `pending_elide`).
+    fn elide_last_content(&mut self) {
+        if let Some((start, end)) = self.pending_elide.take() {
+            let label = format!("message content, {} octets, stored separately", end - start);
+            self.transcript
+                .elide(Direction::ClientToServer, start, end, &label);
+        }
     }
 
     fn stream_pos(&self) -> u64 {
@@ -1532,6 +1626,7 @@ impl Server {
     }
 
     fn dispatch(&mut self, request: Request, offset: u64) {
+        self.elide_last_content();
         let verb = request.verb();
         match request {
             Request::Ehlo(d) => self.hello_cmd("EHLO", d),
@@ -1725,8 +1820,32 @@ impl Server {
 
     fn auth_offered(&self) -> bool {
         self.opts.extensions.auth
-            && !self.opts.auth_mechanisms.is_empty()
+            && !self.advertised_mechanisms().is_empty()
             && (self.tls || self.opts.insecure_auth_plaintext)
+    }
+
+    /// The configured mechanisms this connection can serve: the `-PLUS` SCRAMs need channel
+    /// binding data (inside TLS), EXTERNAL a verified client certificate.
+    fn advertised_mechanisms(&self) -> Vec<Mechanism> {
+        self.opts
+            .auth_mechanisms
+            .iter()
+            .copied()
+            .filter(|m| self.mechanism_usable(*m).is_ok())
+            .collect()
+    }
+
+    /// Why a configured mechanism is not offered on this connection, if it is not.
+    fn mechanism_usable(&self, m: Mechanism) -> Result<(), &'static str> {
+        if m.is_scram_plus() && (!self.tls || self.tls_facts.channel_binding.is_empty()) {
+            return Err("it needs TLS channel binding data, offered inside TLS only");
+        }
+        if m == Mechanism::External && (!self.tls || self.tls_facts.client_certificate.is_none()) {
+            return Err(
+                "it needs a verified TLS client certificate, and the client presented none",
+            );
+        }
+        Ok(())
     }
 
     fn starttls_offered(&self) -> bool {
@@ -1746,7 +1865,11 @@ impl Server {
             out.push("STARTTLS".into());
         }
         if self.auth_offered() {
-            let names: Vec<&str> = self.opts.auth_mechanisms.iter().map(|m| m.name()).collect();
+            let names: Vec<&str> = self
+                .advertised_mechanisms()
+                .iter()
+                .map(|m| m.name())
+                .collect();
             out.push(format!("AUTH {}", names.join(" ")));
         }
         if e.enhanced_status_codes {
@@ -1859,8 +1982,10 @@ impl Server {
         }
         let mech =
             Mechanism::from_name(mechanism).filter(|m| self.opts.auth_mechanisms.contains(m));
-        let Some(mech) = mech else {
-            self.not_offered(format!("AUTH mechanism {mechanism:?} is not offered"));
+        let unusable = mech.and_then(|m| self.mechanism_usable(m).err());
+        let Some(mech) = mech.filter(|_| unusable.is_none()) else {
+            let why = unusable.map(|w| format!(": {w}")).unwrap_or_default();
+            self.not_offered(format!("AUTH mechanism {mechanism:?} is not offered{why}"));
             self.refuse(
                 verb,
                 ServerReply::new(504, "5.5.4", "Unrecognized authentication type"),
@@ -1883,7 +2008,27 @@ impl Server {
         self.auth_attempts += 1;
         let nonce = format!("{}{}", self.opts.auth_nonce, self.auth_attempts);
         let session = match ServerSession::new(mech, &nonce, &self.opts.hostname) {
-            Ok(s) => s,
+            Ok(s) => {
+                // Channel binding is supported here only where -PLUS is offered; then a
+                // non-PLUS SCRAM client that says "y" is a downgrade.
+                let plus_offered = self
+                    .advertised_mechanisms()
+                    .iter()
+                    .any(|m| m.is_scram_plus());
+                let binding = if plus_offered {
+                    self.tls_facts.channel_binding.clone()
+                } else {
+                    ChannelBindingData::default()
+                };
+                let identity = self
+                    .tls_facts
+                    .client_certificate
+                    .as_ref()
+                    .filter(|_| self.tls)
+                    .map(|c| c.identity.clone());
+                s.with_channel_binding(binding)
+                    .with_external_identity(identity)
+            }
             Err(e) => {
                 self.note(&format!("cannot start AUTH {}: {e}", mech.name()));
                 self.respond(
@@ -1946,10 +2091,29 @@ impl Server {
                     ex.session.step(data, &echo)
                 }
                 Mechanism::CramMd5 => cram_md5_any(data),
-                Mechanism::ScramSha1 | Mechanism::ScramSha256 => {
+                Mechanism::ScramSha1
+                | Mechanism::ScramSha256
+                | Mechanism::ScramSha1Plus
+                | Mechanism::ScramSha256Plus => {
                     let pw = scram_password.clone();
                     let fixed = move |_: &str| Some(pw.clone());
                     ex.session.step(data, &fixed)
+                }
+                Mechanism::XOauth2 | Mechanism::OAuthBearer => {
+                    // Any token: the one sent is the one expected.
+                    let given = crate::sasl::OAuthMechanism::of(ex.mechanism)
+                        .and_then(|m| crate::sasl::oauth::parse_client_message(m, data).ok())
+                        .and_then(|m| match m {
+                            crate::sasl::oauth::OAuthClientMessage::Initial(r) => r.bearer_token(),
+                            crate::sasl::oauth::OAuthClientMessage::ErrorAcknowledgement => None,
+                        })
+                        .map(|t| String::from_utf8_lossy(t.expose()).into_owned());
+                    let echo = move |_: &str| given.clone().map(Secret::new);
+                    ex.session.step(data, &echo)
+                }
+                Mechanism::External => {
+                    let anyone = |_: &str| Some(Secret::new(String::new()));
+                    ex.session.step(data, &anyone)
                 }
             },
         }
@@ -1958,6 +2122,12 @@ impl Server {
     fn after_sasl_step(&mut self, mut ex: AuthExchange, step: ServerStep) {
         match step {
             ServerStep::Challenge(c) => {
+                if ex.mechanism.is_oauth() && !c.is_empty() {
+                    self.note(&format!(
+                        "AUTH {}: token refused; sending the RFC 7628 error challenge, the client must acknowledge it before the 535",
+                        ex.mechanism.name()
+                    ));
+                }
                 self.send_challenge(&c);
                 self.phase = Phase::AuthResponse(Box::new(ex));
             }
@@ -1975,7 +2145,8 @@ impl Server {
                 authzid, authcid, ..
             } => {
                 self.phase = Phase::Command;
-                self.auth_succeeded(ex.mechanism, authcid, authzid);
+                let binding = ex.session.channel_binding_used();
+                self.auth_succeeded(ex.mechanism, authcid, authzid, binding);
             }
             ServerStep::Failure(f) => {
                 self.phase = Phase::Command;
@@ -1989,7 +2160,13 @@ impl Server {
         self.send_reply(Some("AUTH"), &reply);
     }
 
-    fn auth_succeeded(&mut self, mechanism: Mechanism, authcid: String, authzid: Option<String>) {
+    fn auth_succeeded(
+        &mut self,
+        mechanism: Mechanism,
+        authcid: String,
+        authzid: Option<String>,
+        binding: Option<crate::sasl::ChannelBindingType>,
+    ) {
         if self.respond(
             Some("AUTH"),
             ReplyStage::Auth,
@@ -2001,9 +2178,28 @@ impl Server {
                 authcid: authcid.clone(),
                 authzid: authzid.clone(),
             });
-            if matches!(self.opts.auth, AuthCheck::AcceptAny { .. }) {
+            if let Some(ty) = binding {
+                self.note(&format!(
+                    "AUTH {}: channel binding {ty} checked: the client sees the same TLS channel as the sink",
+                    mechanism.name()
+                ));
+            }
+            if mechanism == Mechanism::External {
+                let subject = self
+                    .tls_facts
+                    .client_certificate
+                    .as_ref()
+                    .map(|c| c.subject.clone())
+                    .unwrap_or_default();
+                self.note(&format!(
+                    "AUTH EXTERNAL as {} from the verified client certificate ({subject})",
+                    quote(authcid.as_bytes())
+                ));
+            } else if matches!(self.opts.auth, AuthCheck::AcceptAny { .. }) {
                 let how = if mechanism.is_scram() {
                     "any user with the fixed SCRAM password"
+                } else if mechanism.is_oauth() {
+                    "any bearer token"
                 } else {
                     "any password"
                 };
@@ -2093,7 +2289,8 @@ impl Server {
         }
         if let Some((authzid, authcid)) = ex.pending_success.take() {
             if content.trim_ascii().is_empty() {
-                self.auth_succeeded(ex.mechanism, authcid, authzid);
+                let binding = ex.session.channel_binding_used();
+                self.auth_succeeded(ex.mechanism, authcid, authzid, binding);
             } else {
                 self.auth_failed(
                     Some(ex.mechanism),
@@ -2650,6 +2847,14 @@ impl Server {
         for f in lint_headers(&data.content, Some(content_offset)) {
             self.raise(f);
         }
+        if transfer == Transfer::Data {
+            // The wire bytes of the content end where the terminator's `.\r\n` starts (the
+            // stream is right after it now); BDAT interleaves command lines, so it is kept.
+            let end = self.stream_pos().saturating_sub(3);
+            if end > content_offset {
+                self.pending_elide = Some((content_offset, end));
+            }
+        }
         let default = if data.overflow {
             let max = self.opts.limits.max_message_size;
             self.raise(
@@ -3051,6 +3256,7 @@ impl Server {
             self.consume(n, Vec::new());
         }
         self.compact();
+        self.elide_last_content();
         self.closed = true;
         self.phase = Phase::Closed;
         self.push_event(Event::Closed(reason));
@@ -3232,7 +3438,12 @@ fn sasl_summary(mech: Option<Mechanism>, index: u32, encoded: &[u8]) -> String {
             Some(i) => format!("user {}, HMAC-MD5 digest", quote(&raw[..i])),
             None => format!("{} bytes, malformed CRAM-MD5", raw.len()),
         },
-        Some(Mechanism::ScramSha1 | Mechanism::ScramSha256) => {
+        Some(
+            Mechanism::ScramSha1
+            | Mechanism::ScramSha256
+            | Mechanism::ScramSha1Plus
+            | Mechanism::ScramSha256Plus,
+        ) => {
             // client-first holds nothing secret; client-final hides its proof.
             match raw.windows(3).position(|w| w == b",p=") {
                 Some(i) if raw.starts_with(b"c=") => {
@@ -3241,6 +3452,28 @@ fn sasl_summary(mech: Option<Mechanism>, index: u32, encoded: &[u8]) -> String {
                 _ => crate::escape::escape(&raw),
             }
         }
+        Some(m @ (Mechanism::XOauth2 | Mechanism::OAuthBearer)) => {
+            let Some(om) = crate::sasl::OAuthMechanism::of(m) else {
+                return format!("{} bytes", raw.len());
+            };
+            match crate::sasl::oauth::parse_client_message(om, &raw) {
+                Ok(crate::sasl::oauth::OAuthClientMessage::Initial(r)) => {
+                    let user = r
+                        .user
+                        .as_deref()
+                        .map(|u| format!("user={}, ", quote(u.as_bytes())))
+                        .unwrap_or_default();
+                    let token = r.bearer_token().map_or(0, |t| t.expose().len());
+                    format!("{user}{token}-byte bearer token")
+                }
+                Ok(crate::sasl::oauth::OAuthClientMessage::ErrorAcknowledgement) => {
+                    "acknowledgement of the error challenge".into()
+                }
+                Err(_) => format!("{} bytes, malformed {}", raw.len(), m.name()),
+            }
+        }
+        // EXTERNAL's only content is the authzid: nothing secret.
+        Some(Mechanism::External) => format!("authzid={}", quote(&raw)),
         None => format!("{} bytes", raw.len()),
     }
 }
@@ -3253,7 +3486,8 @@ fn auth_line_redaction(line: &[u8], mech: Option<Mechanism>) -> Vec<Redaction> {
         return Vec::new();
     };
     let start = space + 1;
-    if start >= end {
+    // `=` is the empty initial response (EXTERNAL with no authzid): nothing to hide.
+    if start >= end || &content[start..end] == b"=" {
         return Vec::new();
     }
     vec![Redaction {

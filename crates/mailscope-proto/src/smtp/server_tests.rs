@@ -11,7 +11,7 @@ use super::data::{prepare_normalized, prepare_raw};
 use super::receiver::Strict;
 use super::reply::ReplyLimits;
 use super::server::*;
-use crate::sasl::{Credentials, Mechanism};
+use crate::sasl::{ChannelBindingData, ChannelBindingType, Credentials, Mechanism};
 use crate::secret::Secret;
 use crate::transcript::{Direction, RenderOptions, Timestamp, render_chunk};
 
@@ -55,9 +55,36 @@ struct Pair {
     s2c: Vec<u8>,
 }
 
+/// Channel binding data of a simulated TLS connection: exporter bytes 0x00..0x1f and a
+/// made-up certificate hash; both ends of a real connection compute the same.
+fn binding() -> ChannelBindingData {
+    ChannelBindingData {
+        tls_exporter: Some((0..32).collect()),
+        tls_server_end_point: Some(vec![0x5e; 32]),
+        tls13: true,
+    }
+}
+
 /// Runs our client against our server, delivering bytes in pieces of `chunk`. STARTTLS is
-/// simulated: once both machines asked for the handshake, both are told it succeeded.
+/// simulated: once both machines asked for the handshake, both are told it succeeded, with
+/// the same channel binding data and no client certificate.
 fn pair(c: ClientOptions, s: ServerOptions, chunk: usize) -> Pair {
+    let facts = TlsFacts {
+        channel_binding: binding(),
+        client_certificate: None,
+    };
+    pair_tls(c, s, chunk, binding(), facts)
+}
+
+/// [`pair`] with what the TLS layer tells each side: the client's channel binding data, and
+/// the server's facts (its binding data and the client certificate).
+fn pair_tls(
+    c: ClientOptions,
+    s: ServerOptions,
+    chunk: usize,
+    client_binding: ChannelBindingData,
+    server_facts: TlsFacts,
+) -> Pair {
     let mut client = Client::new(c);
     let mut server = Server::new(s);
     let mut now = 1_000u64;
@@ -92,8 +119,8 @@ fn pair(c: ClientOptions, s: ServerOptions, chunk: usize) -> Pair {
             cev.push(e);
         }
         if c_tls && s_tls {
-            server.handle_tls_established(T(now));
-            client.handle_tls_established(T(now));
+            server.handle_tls_established_with(T(now), server_facts.clone());
+            client.handle_tls_established_with(T(now), client_binding.clone());
             (c_tls, s_tls) = (false, false);
             moved = true;
         }
@@ -208,13 +235,32 @@ fn plain_session_round_trips_the_message_byte_exact() {
     assert!(!m.tls && m.auth.is_none());
     assert!(m.findings.is_empty(), "{:?}", m.findings);
     // The content offset points at the content in the client's stream.
-    let stream = p.server.transcript().stream(Direction::ClientToServer);
+    let stream = p.client.transcript().stream(Direction::ClientToServer);
     assert!(stream[m.content_offset as usize..].starts_with(b"From: alice"));
-    // Both transcripts agree byte for byte.
-    assert_eq!(
-        stream,
-        p.client.transcript().stream(Direction::ClientToServer)
-    );
+    // Both transcripts agree byte for byte, except that the server keeps the message
+    // content once (in the message), not in its transcript: there it is elided, with its
+    // length, at the same offsets.
+    let server = p.server.transcript();
+    assert_eq!(server.len(Direction::ClientToServer), stream.len() as u64);
+    let elided: Vec<_> = server
+        .chunks()
+        .iter()
+        .filter(|c| c.elided.is_some())
+        .collect();
+    assert_eq!(elided.len(), 1, "{elided:?}");
+    assert_eq!(elided[0].offset, m.content_offset);
+    for c in server
+        .chunks()
+        .iter()
+        .filter(|c| c.direction == Direction::ClientToServer && c.elided.is_none())
+    {
+        let at = c.offset as usize;
+        assert_eq!(
+            &stream[at..at + c.bytes.len()],
+            c.bytes.as_slice(),
+            "chunk at {at}"
+        );
+    }
     assert_eq!(
         p.server.transcript().stream(Direction::ServerToClient),
         p.client.transcript().stream(Direction::ServerToClient)
@@ -471,6 +517,11 @@ const TLS: &[u8] = b"\0<tls>\0";
 const EOF: &[u8] = b"\0<eof>\0";
 
 fn script(opts: ServerOptions, steps: &[&[u8]], chunk: usize) -> Script {
+    script_tls(opts, steps, chunk, TlsFacts::default())
+}
+
+/// [`script`] where the `TLS` step brings `facts`.
+fn script_tls(opts: ServerOptions, steps: &[&[u8]], chunk: usize, facts: TlsFacts) -> Script {
     let mut server = Server::new(opts);
     server.start(T(1_000));
     let mut replies = Vec::new();
@@ -480,7 +531,7 @@ fn script(opts: ServerOptions, steps: &[&[u8]], chunk: usize) -> Script {
     for (i, step) in steps.iter().enumerate() {
         let now = T(2_000 + 10 * i as u64);
         if *step == TLS {
-            server.handle_tls_established(now);
+            server.handle_tls_established_with(now, facts.clone());
         } else if *step == EOF {
             server.handle_eof(now);
         } else {
@@ -815,8 +866,9 @@ fn every_smuggling_variant_is_found_and_does_not_end_the_message() {
                 "{esc}: {}",
                 smug[0].detail
             );
-            // The offset points at the sequence in the client's stream.
-            let stream = r.server.transcript().stream(Direction::ClientToServer);
+            // The offset points at the sequence in the client's stream (the server's
+            // transcript no longer holds the delivered content).
+            let stream = [&b"EHLO x\r\n"[..], ENVELOPE, &body].concat();
             let at = smug[0].offset.expect("offset") as usize;
             assert!(stream[at..].starts_with(v), "{esc}");
         }
@@ -1393,4 +1445,492 @@ proptest! {
         }
         while s.poll_event().is_some() {}
     }
+}
+
+// ------------------------------------------------------------------ channel binding, OAuth, EXTERNAL
+
+fn auth_opts(mech: Option<Mechanism>, user: &str, secret: &str) -> ClientOptions {
+    let mut c = copts();
+    c.starttls = true;
+    c.auth = Some(AuthOptions {
+        mechanism: mech,
+        credentials: Credentials::new(user, secret),
+        client_nonce: "clientnonce".into(),
+    });
+    c
+}
+
+fn client_notes(p: &Pair) -> Vec<String> {
+    p.cev
+        .iter()
+        .filter_map(|e| match e {
+            client::Event::Note(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn server_notes(p: &Pair) -> Vec<String> {
+    p.sev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Note(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn authenticated(p: &Pair) -> Option<(Mechanism, String)> {
+    p.sev.iter().find_map(|e| match e {
+        Event::Authenticated {
+            mechanism, authcid, ..
+        } => Some((*mechanism, authcid.clone())),
+        _ => None,
+    })
+}
+
+fn failed_reason(p: &Pair) -> String {
+    match outcome(p) {
+        Outcome::Failed {
+            step: FailedStep::Auth,
+            reason,
+            ..
+        } => reason,
+        o => panic!("{o:?}"),
+    }
+}
+
+/// The rendered client transcript.
+fn client_rendered(c: &Client) -> String {
+    let mut s = String::new();
+    for ch in c.transcript().chunks() {
+        for l in render_chunk(
+            ch,
+            RenderOptions {
+                escape_all: true,
+                show_secrets: false,
+            },
+        ) {
+            s.push_str(&l.text);
+            s.push('\n');
+        }
+    }
+    s
+}
+
+#[test]
+fn scram_plus_is_offered_inside_tls_and_picked_by_default() {
+    // Plaintext (with AUTH allowed there): no -PLUS, no EXTERNAL on offer.
+    let mut s = sopts();
+    s.insecure_auth_plaintext = true;
+    let r = script(s, &[b"EHLO x\r\n"], usize::MAX);
+    assert!(
+        r.replies[1].contains(
+            "250-AUTH PLAIN LOGIN CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256 XOAUTH2 OAUTHBEARER\r\n"
+        ),
+        "{}",
+        r.replies[1]
+    );
+    // Inside TLS with binding data: -PLUS too; the client picks SCRAM-SHA-256-PLUS.
+    let mut s = sopts();
+    s.auth = users();
+    let p = pair(auth_opts(None, "alice", "s3cret-pw"), s, usize::MAX);
+    assert_eq!(outcome(&p), Outcome::Completed);
+    assert!(
+        String::from_utf8_lossy(&p.s2c).contains(
+            "250-AUTH PLAIN LOGIN CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256 SCRAM-SHA-1-PLUS SCRAM-SHA-256-PLUS XOAUTH2 OAUTHBEARER\r\n"
+        ),
+        "{}",
+        String::from_utf8_lossy(&p.s2c)
+    );
+    assert_eq!(
+        authenticated(&p),
+        Some((Mechanism::ScramSha256Plus, "alice".into()))
+    );
+    assert!(p.cev.iter().any(|e| matches!(
+        e,
+        client::Event::Authenticated {
+            mechanism: Mechanism::ScramSha256Plus,
+            server_verified: Some(true)
+        }
+    )));
+    assert!(
+        client_notes(&p)
+            .iter()
+            .any(|n| n.contains("channel binding tls-exporter (32 bytes)")),
+        "{:?}",
+        client_notes(&p)
+    );
+    assert!(
+        server_notes(&p)
+            .iter()
+            .any(|n| n.contains("channel binding tls-exporter checked")),
+        "{:?}",
+        server_notes(&p)
+    );
+    // The client-first says p=tls-exporter; the client-final carries header + data.
+    let text = rendered(&p.server);
+    assert!(text.contains("AUTH SCRAM-SHA-256-PLUS <redacted: p=tls-exporter,,n=alice,"));
+    assert!(text.contains(
+        "<redacted: c=cD10bHMtZXhwb3J0ZXIsLAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f,r="
+    ));
+}
+
+#[test]
+fn scram_plus_pairs_with_each_binding_type() {
+    for mech in [Mechanism::ScramSha1Plus, Mechanism::ScramSha256Plus] {
+        for ty in [
+            ChannelBindingType::TlsExporter,
+            ChannelBindingType::TlsServerEndPoint,
+        ] {
+            for (password, ok) in [("s3cret-pw", true), ("wrong", false)] {
+                let mut c = auth_opts(Some(mech), "alice", password);
+                c.channel_binding = Some(ty);
+                let mut s = sopts();
+                s.auth = users();
+                let p = pair(c, s, 5);
+                if ok {
+                    assert_eq!(outcome(&p), Outcome::Completed, "{mech} {ty}");
+                    assert_eq!(authenticated(&p), Some((mech, "alice".into())));
+                    assert!(
+                        server_notes(&p)
+                            .iter()
+                            .any(|n| n.contains(&format!("channel binding {ty} checked"))),
+                        "{mech} {ty}: {:?}",
+                        server_notes(&p)
+                    );
+                } else {
+                    assert!(failed_reason(&p).contains("535 5.7.8"), "{mech} {ty}");
+                }
+            }
+        }
+    }
+    // TLS 1.2 without a choice: tls-server-end-point.
+    let mut data = binding();
+    data.tls13 = false;
+    let facts = TlsFacts {
+        channel_binding: data.clone(),
+        client_certificate: None,
+    };
+    let mut s = sopts();
+    s.auth = users();
+    let p = pair_tls(auth_opts(None, "alice", "s3cret-pw"), s, 64, data, facts);
+    assert_eq!(outcome(&p), Outcome::Completed);
+    assert!(
+        rendered(&p.server).contains("p=tls-server-end-point,,n=alice"),
+        "{}",
+        rendered(&p.server)
+    );
+}
+
+#[test]
+fn scram_plus_fails_when_the_channels_differ() {
+    // A TLS-terminating proxy between them: each side has its own exporter bytes.
+    let mut theirs = binding();
+    theirs.tls_exporter = Some(vec![0xee; 32]);
+    let facts = TlsFacts {
+        channel_binding: theirs,
+        client_certificate: None,
+    };
+    let mut s = sopts();
+    s.auth = users();
+    let p = pair_tls(
+        auth_opts(Some(Mechanism::ScramSha256Plus), "alice", "s3cret-pw"),
+        s,
+        usize::MAX,
+        binding(),
+        facts,
+    );
+    assert!(failed_reason(&p).contains("535 5.7.8"));
+    let why = p
+        .sev
+        .iter()
+        .find_map(|e| match e {
+            Event::AuthFailed { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(why.contains("do not see the same TLS channel"), "{why}");
+    // No binding data on the client side: -PLUS cannot be asked for, and auto picks plain SCRAM.
+    let mut s = sopts();
+    s.auth = users();
+    let p = pair_tls(
+        auth_opts(Some(Mechanism::ScramSha256Plus), "alice", "s3cret-pw"),
+        s.clone(),
+        usize::MAX,
+        ChannelBindingData::default(),
+        TlsFacts {
+            channel_binding: binding(),
+            client_certificate: None,
+        },
+    );
+    assert!(
+        failed_reason(&p).contains("needs channel binding"),
+        "{}",
+        failed_reason(&p)
+    );
+    let p = pair_tls(
+        auth_opts(None, "alice", "s3cret-pw"),
+        s,
+        usize::MAX,
+        ChannelBindingData::default(),
+        TlsFacts {
+            channel_binding: binding(),
+            client_certificate: None,
+        },
+    );
+    assert_eq!(outcome(&p), Outcome::Completed);
+    assert_eq!(
+        authenticated(&p),
+        Some((Mechanism::ScramSha256, "alice".into()))
+    );
+}
+
+#[test]
+fn scram_y_flag_where_plus_is_offered_is_refused_as_a_downgrade() {
+    // Someone stripped -PLUS from the EHLO reply: the client says "y", the server (which
+    // offered -PLUS) must refuse (RFC 5802 §6).
+    let first = b"AUTH SCRAM-SHA-256 eSwsbj1hbGljZSxyPWFiYw==\r\n"; // y,,n=alice,r=abc
+    let facts = TlsFacts {
+        channel_binding: binding(),
+        client_certificate: None,
+    };
+    let mut s = sopts();
+    s.auth = users();
+    let r = script_tls(
+        s.clone(),
+        &[b"EHLO x\r\n", b"STARTTLS\r\n", TLS, b"EHLO x\r\n", first],
+        usize::MAX,
+        facts,
+    );
+    assert_eq!(r.replies[5], "535 5.7.8 Error: authentication failed\r\n");
+    assert!(
+        r.events
+            .iter()
+            .any(|e| matches!(e, Event::AuthFailed { reason, .. } if reason.contains("downgrade")))
+    );
+    // Where -PLUS is not offered (no binding data), "y" is fine.
+    let r = script(
+        s,
+        &[b"EHLO x\r\n", b"STARTTLS\r\n", TLS, b"EHLO x\r\n", first],
+        usize::MAX,
+    );
+    assert!(r.replies[5].starts_with("334 "), "{}", r.replies[5]);
+    // Our client never says "y" when it picked plain SCRAM although -PLUS was offered.
+    let mut s = sopts();
+    s.auth = users();
+    let p = pair(
+        auth_opts(Some(Mechanism::ScramSha256), "alice", "s3cret-pw"),
+        s,
+        usize::MAX,
+    );
+    assert_eq!(outcome(&p), Outcome::Completed);
+    assert!(rendered(&p.server).contains("<redacted: n,,n=alice,"));
+    assert!(
+        client_notes(&p)
+            .iter()
+            .any(|n| n.contains("SCRAM-SHA-256-PLUS, but SCRAM-SHA-256 was asked for"))
+    );
+    // -PLUS is refused outside TLS even when named.
+    let mut s = sopts();
+    s.insecure_auth_plaintext = true;
+    let r = script(
+        s,
+        &[b"EHLO x\r\n", b"AUTH SCRAM-SHA-256-PLUS\r\n"],
+        usize::MAX,
+    );
+    assert_eq!(
+        r.replies[2],
+        "504 5.5.4 Unrecognized authentication type\r\n"
+    );
+}
+
+#[test]
+fn oauth_mechanisms_accept_any_token_without_a_users_file() {
+    for mech in [Mechanism::XOauth2, Mechanism::OAuthBearer] {
+        let mut c = auth_opts(Some(mech), "someone@example.test", "ya29.SECRET-TOKEN");
+        c.oauth_target = crate::sasl::OAuthTarget {
+            host: Some("sink.example.test".into()),
+            port: Some(587),
+        };
+        let p = pair(c, sopts(), usize::MAX);
+        assert_eq!(outcome(&p), Outcome::Completed, "{mech}");
+        assert_eq!(
+            authenticated(&p),
+            Some((mech, "someone@example.test".into()))
+        );
+        assert!(
+            server_notes(&p)
+                .iter()
+                .any(|n| n.contains("accepted without checking") && n.contains("any bearer token")),
+            "{:?}",
+            server_notes(&p)
+        );
+        for text in [rendered(&p.server), client_rendered(&p.client)] {
+            assert!(!text.contains("SECRET"), "{mech}: {text}");
+            assert!(text.contains("17-byte bearer token"), "{mech}: {text}");
+        }
+    }
+}
+
+#[test]
+fn oauth_with_a_users_file_checks_the_token_and_explains_the_refusal() {
+    for mech in [Mechanism::XOauth2, Mechanism::OAuthBearer] {
+        let mut s = sopts();
+        s.auth = users();
+        let p = pair(
+            auth_opts(Some(mech), "alice", "s3cret-pw"),
+            s.clone(),
+            usize::MAX,
+        );
+        assert_eq!(outcome(&p), Outcome::Completed, "{mech}");
+
+        let p = pair(auth_opts(Some(mech), "alice", "stale-token"), s, 3);
+        let reason = failed_reason(&p);
+        assert!(
+            reason.contains("AUTH")
+                && reason.contains("token refused: status \"invalid_token\", scope \"mail\"")
+                && reason.contains("535 5.7.8"),
+            "{mech}: {reason}"
+        );
+        let s2c = String::from_utf8_lossy(&p.s2c);
+        assert!(
+            s2c.contains("334 eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIi"),
+            "{mech}: {s2c}"
+        );
+        // The acknowledgement went out: empty for XOAUTH2, ^A for OAUTHBEARER.
+        let sent = p.client.transcript().stream(Direction::ClientToServer);
+        let ack: &[u8] = if mech == Mechanism::XOauth2 {
+            b"\r\n\r\n"
+        } else {
+            b"\r\nAQ==\r\n"
+        };
+        assert!(
+            sent.windows(ack.len()).any(|w| w == ack),
+            "{mech}: {}",
+            String::from_utf8_lossy(&sent)
+        );
+        assert!(
+            client_notes(&p)
+                .iter()
+                .any(|n| n.contains("the server refused the token")),
+            "{:?}",
+            client_notes(&p)
+        );
+        assert!(!client_rendered(&p.client).contains("stale-token"));
+        assert!(!rendered(&p.server).contains("stale-token"));
+    }
+}
+
+#[test]
+fn external_is_offered_with_a_verified_client_certificate_only() {
+    let cert = crate::smtp::server::ClientCertificate {
+        subject: "CN=alice, O=Example".into(),
+        identity: "alice".into(),
+    };
+    let facts = TlsFacts {
+        channel_binding: binding(),
+        client_certificate: Some(cert),
+    };
+    let mut c = auth_opts(Some(Mechanism::External), "", "");
+    c.client_certificate = true;
+    let p = pair_tls(c.clone(), sopts(), usize::MAX, binding(), facts.clone());
+    assert_eq!(outcome(&p), Outcome::Completed);
+    assert_eq!(
+        authenticated(&p),
+        Some((Mechanism::External, "alice".into()))
+    );
+    assert!(String::from_utf8_lossy(&p.s2c).contains(" EXTERNAL\r\n"));
+    assert!(
+        rendered(&p.server).contains("AUTH EXTERNAL =\\r\\n"),
+        "{}",
+        rendered(&p.server)
+    );
+    assert!(
+        server_notes(&p).iter().any(|n| n.contains(
+            "EXTERNAL as \"alice\" from the verified client certificate (CN=alice, O=Example)"
+        )),
+        "{:?}",
+        server_notes(&p)
+    );
+    // With an authzid, and with a users file that knows (or does not know) the identity.
+    let mut with_z = auth_opts(Some(Mechanism::External), "", "");
+    if let Some(a) = with_z.auth.as_mut() {
+        a.credentials = Credentials::new("", "").with_authzid("shared@example.test");
+    }
+    let mut s = sopts();
+    s.auth = users();
+    let p = pair_tls(with_z, s.clone(), usize::MAX, binding(), facts.clone());
+    assert_eq!(outcome(&p), Outcome::Completed);
+    assert_eq!(
+        p.server.auth().and_then(|a| a.authzid.clone()).as_deref(),
+        Some("shared@example.test")
+    );
+    let stranger = TlsFacts {
+        channel_binding: binding(),
+        client_certificate: Some(crate::smtp::server::ClientCertificate {
+            subject: "CN=mallory".into(),
+            identity: "mallory".into(),
+        }),
+    };
+    let p = pair_tls(c.clone(), s, usize::MAX, binding(), stranger);
+    assert!(failed_reason(&p).contains("535"));
+    // No certificate: not offered, and the client says why.
+    let p = pair(
+        auth_opts(Some(Mechanism::External), "", ""),
+        sopts(),
+        usize::MAX,
+    );
+    let reason = failed_reason(&p);
+    assert!(
+        reason.contains("does not offer AUTH EXTERNAL") && reason.contains("--tls-cert"),
+        "{reason}"
+    );
+    // A raw AUTH EXTERNAL without a certificate: 504, with the reason in a finding.
+    let r = script_tls(
+        sopts(),
+        &[
+            b"EHLO x\r\n",
+            b"STARTTLS\r\n",
+            TLS,
+            b"EHLO x\r\n",
+            b"AUTH EXTERNAL =\r\n",
+        ],
+        usize::MAX,
+        TlsFacts::default(),
+    );
+    assert_eq!(
+        r.replies[5],
+        "504 5.5.4 Unrecognized authentication type\r\n"
+    );
+}
+
+#[test]
+fn without_data_of_the_chosen_binding_type_plain_scram_says_n() {
+    // The user wants tls-server-end-point, but the certificate's algorithm defines no hash
+    // (Ed25519): auto picks plain SCRAM and, since -PLUS is on offer, says "n", not "y".
+    let mut client_data = binding();
+    client_data.tls_server_end_point = None;
+    let mut c = auth_opts(None, "alice", "s3cret-pw");
+    c.channel_binding = Some(ChannelBindingType::TlsServerEndPoint);
+    let mut s = sopts();
+    s.auth = users();
+    let facts = TlsFacts {
+        channel_binding: binding(),
+        client_certificate: None,
+    };
+    let p = pair_tls(c, s, usize::MAX, client_data, facts);
+    assert_eq!(outcome(&p), Outcome::Completed);
+    assert_eq!(
+        authenticated(&p),
+        Some((Mechanism::ScramSha256, "alice".into()))
+    );
+    assert!(rendered(&p.server).contains("<redacted: n,,n=alice,"));
+    assert!(
+        client_notes(&p)
+            .iter()
+            .any(|n| n.contains("no channel binding data of the chosen type")),
+        "{:?}",
+        client_notes(&p)
+    );
 }

@@ -40,6 +40,7 @@ Examples:
   mailscope sink --listen submission://127.0.0.1:2587 --listen submissions://127.0.0.1:2465
   mailscope sink --transcript --strict postfix     # refuse bare LFs as Postfix does, show every byte
   mailscope sink --auth-users users.passwd --auth-required
+  mailscope sink --tls-client-ca clients-ca.pem    # ask for client certificates; verified ones may AUTH EXTERNAL
   mailscope sink --exit-after 1 --fail-on error    # CI: one message, exit 10 on any error finding
   mailscope sink --no-store --json | jq 'select(.type==\"message_received\")'
   mailscope sink --greylist --greylist-delay 60    # first attempt gets 450 4.7.1, a retry after 60 s passes
@@ -68,10 +69,17 @@ pub struct SinkArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Users and cleartext passwords, Dovecot passwd-file syntax (user:{PLAIN}password).
-    /// Without it, PLAIN, LOGIN and CRAM-MD5 accept anything and SCRAM accepts any user
-    /// with the password "mailscope".
+    /// Without it, PLAIN, LOGIN and CRAM-MD5 accept anything, XOAUTH2 and OAUTHBEARER any
+    /// token, and SCRAM (-PLUS too) any user with the password "mailscope". With it,
+    /// XOAUTH2 and OAUTHBEARER expect the user's password as the bearer token, and EXTERNAL
+    /// needs the client certificate's name to be a user.
     #[arg(long, value_name = "FILE")]
     pub auth_users: Option<PathBuf>,
+    /// Ask TLS clients for a certificate and verify it against the CA certificate(s) in this
+    /// PEM file; a verified client is offered AUTH EXTERNAL (as its certificate's CN, or
+    /// first SAN). Clients without a certificate are still served.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Refuse MAIL before AUTH (530 5.7.0).
     #[arg(long)]
     pub auth_required: bool,
@@ -242,7 +250,10 @@ pub async fn run(global: &GlobalArgs, args: &SinkArgs) -> Result<ExitCode> {
     };
     let sink = Sink::new(global, args, &specs)?;
     let sink = Arc::new(sink);
-    let (tls, tls_note) = tls_config(args, sink.store_root.as_deref(), &specs)?;
+    let (tls, tls_note, leaf) = tls_config(args, sink.store_root.as_deref(), &specs)?;
+    if let Some(leaf) = leaf {
+        let _ = sink.tls_leaf.set(leaf);
+    }
     let limits = ConnectionLimits {
         max_connections: args.max_connections.max(1),
         max_per_ip: args.max_per_ip.max(1),
@@ -401,22 +412,60 @@ fn fault_engine(args: &SinkArgs) -> Result<(Option<Arc<scenario::Engine>>, Vec<S
     Ok((Some(Arc::new(scenario::Engine::new(rules, seed))), notes))
 }
 
+/// The server configuration from a PEM chain and key, asking for client certificates when
+/// `--tls-client-ca` is given.
+fn server_config(
+    args: &SinkArgs,
+    chain: &[u8],
+    key: &[u8],
+) -> Result<Arc<mailscope_net::ServerConfig>> {
+    let config = match &args.tls_client_ca {
+        Some(ca) => {
+            let ca_pem = std::fs::read(ca)
+                .with_context(|| format!("reading --tls-client-ca {}", ca.display()))?;
+            mailscope_net::server::server_config_with_client_ca(chain, key, &ca_pem)
+                .map_err(|e| crate::UsageError(format!("--tls-client-ca {}: {e}", ca.display())))?
+        }
+        None => mailscope_net::server_config_from_pem(chain, key)
+            .map_err(|e| crate::UsageError(e.to_string()))?,
+    };
+    Ok(config)
+}
+
+/// The server's TLS configuration, what to announce about it, and its leaf certificate
+/// (DER, for the tls-server-end-point channel binding).
+type TlsSetup = (
+    Option<Arc<mailscope_net::ServerConfig>>,
+    String,
+    Option<Vec<u8>>,
+);
+
 /// TLS for the listeners: the user's certificate, or a CA and leaf made now.
 fn tls_config(
     args: &SinkArgs,
     store: Option<&std::path::Path>,
     specs: &[ListenerSpec],
-) -> Result<(Option<Arc<mailscope_net::ServerConfig>>, String)> {
+) -> Result<TlsSetup> {
+    let client_ca_note = args
+        .tls_client_ca
+        .as_ref()
+        .map(|ca| {
+            format!(
+                "; client certificates are asked for and verified against {} (AUTH EXTERNAL)",
+                ca.display()
+            )
+        })
+        .unwrap_or_default();
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         let c = std::fs::read(cert)
             .with_context(|| format!("reading --tls-cert {}", cert.display()))?;
         let k =
             std::fs::read(key).with_context(|| format!("reading --tls-key {}", key.display()))?;
-        let config = mailscope_net::server_config_from_pem(&c, &k)
-            .map_err(|e| crate::UsageError(e.to_string()))?;
+        let config = server_config(args, &c, &k)?;
         return Ok((
             Some(config),
-            format!("TLS certificate from {}", cert.display()),
+            format!("TLS certificate from {}{client_ca_note}", cert.display()),
+            mailscope_net::server::leaf_der_from_pem(&c),
         ));
     }
     let mut names = vec!["localhost".to_string(), args.hostname.clone()];
@@ -433,11 +482,11 @@ fn tls_config(
     }
     let generated =
         mailscope_net::certgen::generate_server_tls(&names).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let config = mailscope_net::server_config_from_pem(
+    let config = server_config(
+        args,
         generated.chain_pem.as_bytes(),
         generated.key_pem.as_bytes(),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    )?;
     let dir = match store {
         Some(s) => s.join("tls"),
         None => std::env::temp_dir().join(format!("mailscope-sink-{}", std::process::id())),
@@ -449,11 +498,12 @@ fn tls_config(
     Ok((
         Some(config),
         format!(
-            "TLS certificate generated for {} (SHA-256 {}); its CA is {} (use --tls-ca-path with it)",
+            "TLS certificate generated for {} (SHA-256 {}); its CA is {} (use --tls-ca-path with it){client_ca_note}",
             names.join(", "),
             generated.leaf_sha256,
             ca_path.display()
         ),
+        mailscope_net::server::leaf_der_from_pem(generated.chain_pem.as_bytes()),
     ))
 }
 
@@ -465,6 +515,10 @@ struct Sink {
     store_root: Option<PathBuf>,
     out: Mutex<Out>,
     cursors: Mutex<HashMap<u64, usize>>,
+    /// Per connection: client and server stream offsets where the next message's meta
+    /// transcript starts (just after the previous message), so a meta file holds its own
+    /// transaction, not the whole session again.
+    meta_from: Mutex<HashMap<u64, (u64, u64)>>,
     messages: AtomicU64,
     sessions: AtomicU64,
     exit_after: Option<u64>,
@@ -473,6 +527,8 @@ struct Sink {
     transcript: bool,
     print: bool,
     users_note: Option<String>,
+    /// The leaf certificate the listeners present (DER), once TLS is set up.
+    tls_leaf: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl Sink {
@@ -504,7 +560,7 @@ impl Sink {
         if let Some(path) = &args.auth_users {
             let users = users::Users::load(path)?;
             users_note = Some(format!(
-                "AUTH checks {} user(s) from {}",
+                "AUTH checks {} user(s) from {} (XOAUTH2/OAUTHBEARER: the password is the expected bearer token)",
                 users.len(),
                 path.display()
             ));
@@ -538,6 +594,7 @@ impl Sink {
                 session: random_hex(8),
             }),
             cursors: Mutex::new(HashMap::new()),
+            meta_from: Mutex::new(HashMap::new()),
             messages: AtomicU64::new(0),
             sessions: AtomicU64::new(0),
             exit_after: args.exit_after,
@@ -546,6 +603,7 @@ impl Sink {
             transcript: args.transcript,
             print: args.print,
             users_note,
+            tls_leaf: std::sync::OnceLock::new(),
         })
     }
 
@@ -561,7 +619,7 @@ impl Sink {
         if let Some(n) = &self.users_note {
             out.note(n);
         } else if matches!(self.template.auth, AuthCheck::AcceptAny { .. }) {
-            out.note("AUTH accepts any PLAIN/LOGIN/CRAM-MD5 credentials and SCRAM with password \"mailscope\" (--auth-users FILE checks)");
+            out.note("AUTH accepts any PLAIN/LOGIN/CRAM-MD5 credentials, any XOAUTH2/OAUTHBEARER token, and SCRAM (-PLUS inside TLS) with password \"mailscope\" (--auth-users FILE checks)");
         }
         for n in &self.fault_notes {
             out.note(n);
@@ -616,7 +674,7 @@ impl Sink {
                     "connection": conn.id,
                     "direction": c.direction.as_str(),
                     "offset": c.offset,
-                    "length": c.bytes.len(),
+                    "length": c.len(),
                     "tls": c.tls,
                     "text": render_chunk(c, RenderOptions { escape_all: true, show_secrets: out.show_secrets })
                         .into_iter().map(|l| l.text).collect::<String>(),
@@ -625,6 +683,18 @@ impl Sink {
             );
         }
         *cursor = chunks.len();
+    }
+
+    /// Where this message's meta transcript starts, and remembers where the next one will.
+    fn meta_start(&self, conn: &ConnInfo, server: &Server) -> (u64, u64) {
+        let now_at = (
+            server.transcript().len(Direction::ClientToServer),
+            server.transcript().len(Direction::ServerToClient),
+        );
+        match self.meta_from.lock() {
+            Ok(mut m) => m.insert(conn.id, now_at).unwrap_or((0, 0)),
+            Err(_) => (0, 0),
+        }
     }
 
     fn message_meta(
@@ -654,7 +724,7 @@ impl Sink {
             "sha256": sha256_hex(&m.content),
             "content_offset": m.content_offset,
             "findings": m.findings.iter().map(finding_json).collect::<Vec<_>>(),
-            "transcript": transcript_json(server, Some((m.content_offset, m.content.len()))),
+            "transcript": transcript_json(server, Some((m.content_offset, m.content.len())), self.meta_start(conn, server)),
         })
     }
 
@@ -859,6 +929,9 @@ impl SessionHandler for Sink {
         if let Ok(mut c) = self.cursors.lock() {
             c.remove(&conn.id);
         }
+        if let Ok(mut m) = self.meta_from.lock() {
+            m.remove(&conn.id);
+        }
         let findings = server.findings();
         let mut ids: Vec<&str> = Vec::new();
         for f in findings {
@@ -882,7 +955,7 @@ impl SessionHandler for Sink {
         });
         if let Some(store) = &self.store {
             let mut record = summary.clone();
-            record["transcript"] = transcript_json(server, None);
+            record["transcript"] = transcript_json(server, None, (0, 0));
             store.store_session(&format!("{}-{}", now().0, conn.id), &record);
         }
         let Ok(out) = self.out.lock() else { return };
@@ -903,6 +976,10 @@ impl SessionHandler for Sink {
             },
         ));
         out.event("client_closed", now(), summary);
+    }
+
+    fn tls_certificate(&self) -> Option<&[u8]> {
+        self.tls_leaf.get().map(Vec::as_slice)
     }
 
     fn on_refused(&self, peer: SocketAddr, why: &str) {
@@ -953,14 +1030,22 @@ impl Out {
 /// The session transcript as JSON lines (escaped, secrets redacted). With `elide`, the
 /// client bytes of a message's content are replaced by a marker: the message itself is in the
 /// Maildir, and a transcript must not hold a second copy of large mail.
-fn transcript_json(server: &Server, elide: Option<(u64, usize)>) -> Value {
+fn transcript_json(server: &Server, elide: Option<(u64, usize)>, from: (u64, u64)) -> Value {
     let opts = RenderOptions {
         escape_all: true,
         show_secrets: false,
     };
     let mut lines = Vec::new();
     let mut elided = false;
-    for c in server.transcript().chunks() {
+    let chunks = server
+        .transcript()
+        .chunks()
+        .iter()
+        .filter(|c| match c.direction {
+            Direction::ClientToServer => c.offset >= from.0,
+            Direction::ServerToClient => c.offset >= from.1,
+        });
+    for c in chunks {
         for l in render_chunk(c, opts) {
             if let (Some((start, len)), Direction::ClientToServer) = (elide, c.direction) {
                 // DATA on the wire is at least as long as the unstuffed content.
