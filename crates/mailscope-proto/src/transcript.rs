@@ -185,8 +185,17 @@ impl Transcript {
         if start >= end {
             return;
         }
-        let mut out = Vec::with_capacity(self.chunks.len() + 2);
-        for c in std::mem::take(&mut self.chunks) {
+        // Chunks are in time order: everything before the last chunk of `direction` that ends
+        // at or before `start` is untouched. Only the tail is rebuilt, so eliding each
+        // message of a long session costs what the message costs, not the session.
+        let keep_until = self
+            .chunks
+            .iter()
+            .rposition(|c| c.direction == direction && c.offset + c.len() <= start)
+            .map_or(0, |i| i + 1);
+        let tail = self.chunks.split_off(keep_until);
+        let mut out = Vec::with_capacity(tail.len() + 2);
+        for c in tail {
             let (cs, ce) = (c.offset, c.offset + c.len());
             if c.direction != direction || c.elided.is_some() || ce <= start || cs >= end {
                 out.push(c);
@@ -244,7 +253,7 @@ impl Transcript {
             }
             merged.push(c);
         }
-        self.chunks = merged;
+        self.chunks.extend(merged);
     }
 
     /// The chunks, in the order they were recorded.

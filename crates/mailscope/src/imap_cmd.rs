@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use mailscope_net::imap::{DriverEvent, ImapTarget, run_imap_client};
 use mailscope_net::smtp::{SessionError, now};
-use mailscope_net::{TlsClient, TlsClientOptions, TlsReport, Verification, parse_server};
+use mailscope_net::{TlsClient, TlsClientOptions, parse_server};
 use mailscope_proto::Secret;
 use mailscope_proto::imap::client::{
     AuthOptions, Client, ClientOptions, Event, Outcome, Part, Stage,
@@ -20,6 +20,7 @@ use serde_json::json;
 
 use crate::cli::GlobalArgs;
 use crate::output::{Reporter, finding_json, ms};
+use crate::tls_out::{report_tls, report_tls_failure};
 use crate::{ExitCode, random_hex};
 
 pub const IMAP_EXAMPLES: &str = "\
@@ -343,10 +344,7 @@ fn on_event(rep: &mut Reporter, st: &mut State, c: &Client, ev: DriverEvent) {
             report_tls(rep, &r);
             st.tls = Some(format!("{} {}", r.version, r.cipher_suite));
         }
-        DriverEvent::TlsFailed(e) => {
-            rep.error(at, &e.to_string());
-            rep.event("tls_failed", at, json!({ "reason": e.to_string() }));
-        }
+        DriverEvent::TlsFailed(e) => report_tls_failure(rep, &e),
         DriverEvent::Machine(_, ev) => match ev {
             Event::CapabilitiesReceived { capabilities, tls } => {
                 rep.note(
@@ -451,55 +449,6 @@ fn on_event(rep: &mut Reporter, st: &mut State, c: &Client, ev: DriverEvent) {
             | Event::StatusReceived(_) => {}
         },
     }
-}
-
-fn report_tls(rep: &mut Reporter, r: &TlsReport) {
-    let at = now();
-    rep.note(
-        at,
-        &format!("TLS established: {} {}", r.version, r.cipher_suite),
-    );
-    let (verified, reason) = match &r.verification {
-        Verification::Verified => {
-            rep.note(at, &format!("certificate verified for {}", r.verified_name));
-            (json!(true), None)
-        }
-        Verification::Failed { reason, .. } => {
-            rep.note(
-                at,
-                &format!("certificate NOT verified ({reason}); continuing because of --insecure"),
-            );
-            (json!(false), Some(reason.clone()))
-        }
-        Verification::NotPerformed { reason } => {
-            rep.note(at, &format!("certificate not checked: {reason}"));
-            (serde_json::Value::Null, Some(reason.clone()))
-        }
-    };
-    let chain: Vec<_> = r
-        .chain
-        .iter()
-        .map(|c| {
-            json!({
-                "subject": c.subject, "issuer": c.issuer, "san": c.san,
-                "not_before": c.not_before.as_ref().map(|t| t.rfc3339.clone()),
-                "not_after": c.not_after.as_ref().map(|t| t.rfc3339.clone()),
-                "serial": c.serial_hex, "sha256": c.sha256_fingerprint,
-                "public_key": c.public_key_algorithm, "public_key_bits": c.public_key_bits,
-                "signature_algorithm": c.signature_algorithm, "is_ca": c.is_ca, "self_signed": c.self_signed,
-            })
-        })
-        .collect();
-    rep.event(
-        "tls_established",
-        at,
-        json!({
-            "version": r.version, "cipher_suite": r.cipher_suite, "key_exchange_group": r.key_exchange_group,
-            "alpn": r.alpn, "sni": r.sni, "verified_name": r.verified_name, "handshake": r.handshake_kind,
-            "verified": verified, "verification_error": reason, "chain": chain,
-            "keylog": r.keylog_path.as_ref().map(|p| p.display().to_string()),
-        }),
-    );
 }
 
 fn save_fetched(

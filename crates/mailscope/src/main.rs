@@ -13,6 +13,7 @@ mod pop3_cmd;
 mod sasl_cmd;
 mod sink;
 mod smtp;
+mod tls_out;
 
 use std::process;
 

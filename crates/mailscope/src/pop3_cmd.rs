@@ -8,11 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use mailscope_net::pop3::{DriverEvent, Pop3Target, SessionError, now, run_pop3_client};
-use mailscope_net::{TlsClient, TlsClientOptions, TlsReport, Verification, parse_server};
+use mailscope_net::{TlsClient, TlsClientOptions, TlsReport, parse_server};
 use mailscope_proto::Secret;
-use mailscope_proto::finding::{
-    Finding, TLS_CERT_EXPIRED, TLS_CERT_INVALID, TLS_CERT_NAME_MISMATCH, TLS_CERT_UNKNOWN_ISSUER,
-};
 use mailscope_proto::pop3::client::{
     Action, Client, ClientOptions, Event, Login, MsgSet, Outcome, Part, Stage,
 };
@@ -22,7 +19,8 @@ use mailscope_proto::transcript::{RenderOptions, Role};
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
-use crate::output::{Reporter, finding_json, ms};
+use crate::output::{Reporter, ms};
+use crate::tls_out::{report_tls, report_tls_failure, tls_json};
 use crate::{ExitCode, random_hex};
 
 pub const POP3_EXAMPLES: &str = "\
@@ -353,16 +351,7 @@ fn on_event(rep: &mut Reporter, st: &mut State, c: &Client, ev: DriverEvent) {
             report_tls(rep, &r);
             st.tls = Some(*r);
         }
-        DriverEvent::TlsFailed(e) => {
-            rep.error(at, &e.to_string());
-            let mut body = json!({ "reason": e.to_string() });
-            if let mailscope_net::TlsFailure::CertificateInvalid { kind, reason, .. } = &*e {
-                let f = Finding::new(verify_kind(kind), reason.clone());
-                rep.finding(at, &f);
-                body["finding"] = finding_json(&f);
-            }
-            rep.event("tls_failed", at, body);
-        }
+        DriverEvent::TlsFailed(e) => report_tls_failure(rep, &e),
         DriverEvent::Machine(_, ev) => match ev {
             Event::ResponseReceived {
                 command,
@@ -523,62 +512,6 @@ fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .append(true)
         .open(path)?
         .write_all(bytes)
-}
-
-fn verify_kind(kind: &mailscope_net::VerifyFailure) -> &'static mailscope_proto::FindingKind {
-    use mailscope_net::VerifyFailure as V;
-    match kind {
-        V::UnknownIssuer => TLS_CERT_UNKNOWN_ISSUER,
-        V::NameMismatch { .. } => TLS_CERT_NAME_MISMATCH,
-        V::Expired { .. } | V::NotYetValid { .. } => TLS_CERT_EXPIRED,
-        _ => TLS_CERT_INVALID,
-    }
-}
-
-fn report_tls(rep: &mut Reporter, r: &TlsReport) {
-    let at = now();
-    rep.note(
-        at,
-        &format!("TLS established: {} {}", r.version, r.cipher_suite),
-    );
-    match &r.verification {
-        Verification::Verified => {
-            rep.note(at, &format!("certificate verified for {}", r.verified_name))
-        }
-        Verification::Failed { kind, reason } => {
-            rep.note(
-                at,
-                &format!("certificate NOT verified ({reason}); continuing because of --insecure"),
-            );
-            rep.finding(at, &Finding::new(verify_kind(kind), reason.clone()));
-        }
-        Verification::NotPerformed { reason } => {
-            rep.note(at, &format!("certificate not checked: {reason}"))
-        }
-    }
-    rep.event("tls_established", at, tls_json(r));
-}
-
-fn tls_json(r: &TlsReport) -> serde_json::Value {
-    let (verified, reason) = match &r.verification {
-        Verification::Verified => (json!(true), None),
-        Verification::Failed { reason, .. } => (json!(false), Some(reason.clone())),
-        Verification::NotPerformed { reason } => (serde_json::Value::Null, Some(reason.clone())),
-    };
-    json!({
-        "version": r.version, "cipher_suite": r.cipher_suite, "key_exchange_group": r.key_exchange_group,
-        "alpn": r.alpn, "sni": r.sni, "verified_name": r.verified_name, "handshake": r.handshake_kind,
-        "verified": verified, "verification_error": reason,
-        "chain": r.chain.iter().map(|c| json!({
-            "subject": c.subject, "issuer": c.issuer, "san": c.san,
-            "not_before": c.not_before.as_ref().map(|t| t.rfc3339.clone()),
-            "not_after": c.not_after.as_ref().map(|t| t.rfc3339.clone()),
-            "serial": c.serial_hex, "sha256": c.sha256_fingerprint,
-            "public_key": c.public_key_algorithm, "public_key_bits": c.public_key_bits,
-            "signature_algorithm": c.signature_algorithm, "is_ca": c.is_ca, "self_signed": c.self_signed,
-        })).collect::<Vec<_>>(),
-        "keylog": r.keylog_path.as_ref().map(|p| p.display().to_string()),
-    })
 }
 
 fn summary(rep: &mut Reporter, st: &State, c: &Client, host: &str, port: u16) {

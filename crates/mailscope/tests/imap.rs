@@ -3,84 +3,11 @@
 //! a peer that does not answer fails with a hint to run `bash scripts/peers start`.
 //! Every `--json` run's stdout is validated against `docs/events.schema.json`.
 
-use std::collections::HashMap;
-use std::io::Read as _;
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
 
-use mailscope_proto::escape::unescape;
-use serde_json::Value;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-const ENV_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.peers/env");
-const SCHEMA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/events.schema.json");
-const START_HINT: &str = "run `bash scripts/peers start` (as root, from the repository root)";
-const RUN_LIMIT: Duration = Duration::from_secs(60);
-
-fn peer_env() -> &'static HashMap<String, String> {
-    static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let text = std::fs::read_to_string(ENV_FILE).unwrap_or_else(|e| {
-            panic!("cannot read {ENV_FILE} ({e}): the test peers are not running; {START_HINT}")
-        });
-        text.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect()
-    })
-}
-
-fn var(key: &str) -> String {
-    match peer_env().get(key) {
-        Some(v) if !v.is_empty() => v.clone(),
-        _ => panic!("{ENV_FILE} has no {key}; {START_HINT}"),
-    }
-}
-
-fn peer(key: &str) -> String {
-    let addr = var(key);
-    let sa: SocketAddr = addr.parse().unwrap_or_else(|e| {
-        panic!("{key}={addr} in {ENV_FILE} is not an address ({e}); {START_HINT}")
-    });
-    if let Err(e) = TcpStream::connect_timeout(&sa, Duration::from_secs(3)) {
-        panic!("peer {key} at {addr} does not accept connections ({e}); {START_HINT}");
-    }
-    addr
-}
-
-struct Run {
-    args: Vec<String>,
-    code: i32,
-    stdout: String,
-    stderr: String,
-    events: Vec<Value>,
-}
-
-impl Run {
-    fn ctx(&self) -> String {
-        format!(
-            "args: {:?}\nexit: {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.args, self.code, self.stdout, self.stderr
-        )
-    }
-
-    /// Neither the password nor its base64 forms appear anywhere.
-    fn assert_no_secret(&self, secret: &str) {
-        assert!(
-            !self.stdout.contains(secret),
-            "secret on stdout\n{}",
-            self.ctx()
-        );
-        assert!(
-            !self.stderr.contains(secret),
-            "secret on stderr\n{}",
-            self.ctx()
-        );
-    }
-}
+use common::*;
 
 /// `mailscope --no-config [--json] imap --timeout 10 ARGS`.
 fn imap(json: bool, args: &[&str]) -> Run {
@@ -92,117 +19,16 @@ fn imap(json: bool, args: &[&str]) -> Run {
     let ca = var("PEER_CA");
     all.push(&ca);
     all.extend_from_slice(args);
-    run_bin(&all, json)
-}
-
-fn run_bin(args: &[&str], json: bool) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailscope"))
-        .args(args)
-        .env_remove("SSLKEYLOGFILE")
-        .env_remove("MAILSCOPE_PASSWORD")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the mailscope binary");
-    let reader = |mut pipe: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = pipe.read_to_end(&mut v);
-            v
-        })
-    };
-    let out = reader(Box::new(child.stdout.take().expect("stdout pipe")));
-    let err = reader(Box::new(child.stderr.take().expect("stderr pipe")));
-    let deadline = Instant::now() + RUN_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for mailscope") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("mailscope {args:?} still ran after {RUN_LIMIT:?}; killed it");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let stdout = out.join().expect("stdout reader");
-    let stderr = err.join().expect("stderr reader");
-    let mut run = Run {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        code: status.code().expect("exit code"),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        events: Vec::new(),
-    };
+    let run = mailscope(&all);
     if json {
-        run.events = json_events(&run);
+        // common's checks hold for whatever events there are; here there must be a session.
+        assert!(
+            !run.events.is_empty(),
+            "--json run printed no events\n{}",
+            run.ctx()
+        );
     }
     run
-}
-
-fn json_events(run: &Run) -> Vec<Value> {
-    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
-    let validator = VALIDATOR.get_or_init(|| {
-        let text = std::fs::read_to_string(SCHEMA_FILE).expect("read the schema");
-        let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
-        jsonschema::validator_for(&schema).expect("schema compiles")
-    });
-    let ctx = run.ctx();
-    let mut events = Vec::new();
-    for (i, line) in run.stdout.lines().enumerate() {
-        let ev: Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("stdout line {} is not JSON ({e}): {line}\n{ctx}", i + 1));
-        let errors: Vec<String> = validator
-            .iter_errors(&ev)
-            .map(|e| format!("  {} (at {})", e, e.instance_path()))
-            .collect();
-        assert!(
-            errors.is_empty(),
-            "line {} violates the schema:\n{}\n{line}\n{ctx}",
-            i + 1,
-            errors.join("\n")
-        );
-        if matches!(ev["type"].as_str(), Some("sent" | "received")) {
-            let text = ev["text"].as_str().unwrap_or_default();
-            let bytes = unescape(text, false).expect("escape grammar");
-            if ev["redacted"] == Value::Bool(false) {
-                assert_eq!(
-                    Some(bytes.len() as u64),
-                    ev["length"].as_u64(),
-                    "{line}\n{ctx}"
-                );
-            }
-        }
-        events.push(ev);
-    }
-    assert_eq!(
-        events.first().map(|e| e["type"].clone()),
-        Some("session_started".into()),
-        "{ctx}"
-    );
-    assert_eq!(
-        events.last().map(|e| e["type"].clone()),
-        Some("session_ended".into()),
-        "{ctx}"
-    );
-    assert_eq!(
-        events.last().and_then(|e| e["exit_code"].as_i64()),
-        Some(i64::from(run.code)),
-        "{ctx}"
-    );
-    assert!(
-        events.iter().all(|e| e["session"] == events[0]["session"]),
-        "{ctx}"
-    );
-    events
-}
-
-fn user() -> String {
-    var("PEER_USER")
-}
-fn password() -> String {
-    var("PEER_PASSWORD")
 }
 
 fn sent_text(run: &Run) -> String {
@@ -523,23 +349,20 @@ fn plaintext_login_to_loopback_warns_login_before_tls() {
 
 #[test]
 fn closed_port_exits_2() {
-    let run = run_bin(
-        &[
-            "--no-config",
-            "imap",
-            "--server",
-            "127.0.0.1:1",
-            "--timeout",
-            "5",
-        ],
-        false,
-    );
+    let run = mailscope(&[
+        "--no-config",
+        "imap",
+        "--server",
+        "127.0.0.1:1",
+        "--timeout",
+        "5",
+    ]);
     assert_eq!(run.code, 2, "{}", run.ctx());
 }
 
 #[test]
 fn help_has_examples_and_exit_codes() {
-    let run = run_bin(&["imap", "--help"], false);
+    let run = mailscope(&["imap", "--help"]);
     assert_eq!(run.code, 0, "{}", run.ctx());
     assert!(run.stdout.contains("Examples:"), "{}", run.ctx());
     assert!(run.stdout.contains("28 login"), "{}", run.ctx());

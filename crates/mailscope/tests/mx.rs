@@ -13,91 +13,26 @@
 //! `docs/events.schema.json`, starting with `session_started` and ending with
 //! `session_ended` carrying the process's exit code.
 
-use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{Ipv6Addr, TcpListener};
+use std::time::Duration;
+
+use common::*;
 use serde_json::Value;
-
-const ENV_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.peers/env");
-const SCHEMA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/events.schema.json");
-const START_HINT: &str = "run `scripts/peers start` (as root, from the repository root)";
-/// Every run passes `--timeout 10`; a run still going after this is killed and fails.
-const RUN_LIMIT: Duration = Duration::from_secs(60);
-
-// ------------------------------------------------------------------------------ peers
-
-fn peer_env() -> &'static HashMap<String, String> {
-    static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let text = std::fs::read_to_string(ENV_FILE).unwrap_or_else(|e| {
-            panic!("cannot read {ENV_FILE} ({e}): the test peers are not running; {START_HINT}")
-        });
-        text.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect()
-    })
-}
-
-/// A value from `.peers/env`; fails the test when it is missing.
-fn var(key: &str) -> String {
-    match peer_env().get(key) {
-        Some(v) if !v.is_empty() => v.clone(),
-        _ => panic!("{ENV_FILE} has no {key}; {START_HINT}"),
-    }
-}
-
-/// A file named in `.peers/env` that exists.
-fn file_var(key: &str) -> String {
-    let path = var(key);
-    assert!(
-        Path::new(&path).is_file(),
-        "{key}={path} from {ENV_FILE} does not exist; {START_HINT}"
-    );
-    path
-}
-
-/// A peer's address from `.peers/env`, checked to accept a TCP connection now (NSD
-/// listens on TCP as well as UDP).
-fn peer(key: &str) -> SocketAddr {
-    let addr = var(key);
-    let sa: SocketAddr = addr.parse().unwrap_or_else(|e| {
-        panic!("{key}={addr} in {ENV_FILE} is not an address ({e}); {START_HINT}")
-    });
-    if let Err(e) = TcpStream::connect_timeout(&sa, Duration::from_secs(3)) {
-        panic!("peer {key} at {addr} does not accept connections ({e}); {START_HINT}");
-    }
-    sa
-}
 
 /// `--resolver` for the NSD peer.
 fn resolver() -> String {
-    peer("PEER_DNS").to_string()
+    peer_addr("PEER_DNS").to_string()
 }
 
 /// The Postfix peer's port: every MX host in the test zones is loopback.
 fn postfix_port() -> String {
-    peer("PEER_POSTFIX").port().to_string()
+    peer_addr("PEER_POSTFIX").port().to_string()
 }
 
 // ------------------------------------------------------------------------------ running
-
-/// One finished `mailscope` run.
-struct Run {
-    args: Vec<String>,
-    code: i32,
-    stdout: String,
-    stderr: String,
-    /// The `--json` events (empty without `--json`), already validated.
-    events: Vec<Value>,
-}
 
 /// `mailscope --no-config smtp --timeout 10 --resolver $PEER_DNS ARGS`: never `--server`.
 fn smtp(args: &[&str]) -> Run {
@@ -108,135 +43,8 @@ fn smtp(args: &[&str]) -> Run {
     mailscope(&all)
 }
 
-/// Runs the binary with exactly these arguments, kills it after [`RUN_LIMIT`], and validates
-/// the output of `--json` runs.
-fn mailscope(args: &[&str]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailscope"))
-        .args(args)
-        .env_remove("SSLKEYLOGFILE")
-        .env_remove("MAILSCOPE_PASSWORD")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the mailscope binary");
-    let reader = |mut pipe: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = pipe.read_to_end(&mut v);
-            v
-        })
-    };
-    let out = reader(Box::new(child.stdout.take().expect("stdout pipe")));
-    let err = reader(Box::new(child.stderr.take().expect("stderr pipe")));
-    let deadline = Instant::now() + RUN_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for mailscope") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "mailscope {args:?} still ran after {RUN_LIMIT:?} despite --timeout 10; killed it"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let stdout = out.join().expect("stdout reader");
-    let stderr = err.join().expect("stderr reader");
-    let mut run = Run {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        code: status
-            .code()
-            .unwrap_or_else(|| panic!("mailscope {args:?} died from a signal: {status}")),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        events: Vec::new(),
-    };
-    if args.contains(&"--json") {
-        run.events = json_events(&run);
-    }
-    run
-}
-
-fn schema_validator() -> &'static jsonschema::Validator {
-    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
-    VALIDATOR.get_or_init(|| {
-        let text = std::fs::read_to_string(SCHEMA_FILE)
-            .unwrap_or_else(|e| panic!("read {SCHEMA_FILE}: {e}"));
-        let schema: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{SCHEMA_FILE} is not JSON: {e}"));
-        jsonschema::validator_for(&schema)
-            .unwrap_or_else(|e| panic!("{SCHEMA_FILE} does not compile: {e}"))
-    })
-}
-
-/// Parses and validates `--json` stdout: JSON lines valid against the schema, one session,
-/// `session_started` first and `session_ended` last with the process's exit code.
-fn json_events(run: &Run) -> Vec<Value> {
-    let ctx = run.ctx();
-    let validator = schema_validator();
-    let mut events = Vec::new();
-    for (i, line) in run.stdout.lines().enumerate() {
-        let n = i + 1;
-        let ev: Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("stdout line {n} is not JSON ({e}): {line:?}\n{ctx}"));
-        let errors: Vec<String> = validator
-            .iter_errors(&ev)
-            .map(|e| format!("  {} (at {})", e, e.instance_path()))
-            .collect();
-        assert!(
-            errors.is_empty(),
-            "stdout line {n} violates events.schema.json:\n{}\n{line}\n{ctx}",
-            errors.join("\n")
-        );
-        events.push(ev);
-    }
-    if let (Some(first), Some(last)) = (events.first(), events.last()) {
-        assert_eq!(first["type"], "session_started", "first event\n{ctx}");
-        assert_eq!(last["type"], "session_ended", "last event\n{ctx}");
-        assert!(
-            events.iter().all(|e| e["session"] == first["session"]),
-            "session ids differ\n{ctx}"
-        );
-        assert_eq!(
-            last["exit_code"].as_i64(),
-            Some(i64::from(run.code)),
-            "session_ended exit_code vs process exit code\n{ctx}"
-        );
-    }
-    events
-}
-
+/// Checks only mx.rs makes.
 impl Run {
-    /// The run, for assertion messages.
-    fn ctx(&self) -> String {
-        format!(
-            "--- mailscope {}\n--- exit code {}\n--- stdout:\n{}\n--- stderr:\n{}",
-            self.args.join(" "),
-            self.code,
-            self.stdout,
-            self.stderr
-        )
-    }
-
-    fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "exit code\n{}", self.ctx());
-        self
-    }
-
-    fn of_type(&self, ty: &str) -> Vec<&Value> {
-        self.events.iter().filter(|e| e["type"] == ty).collect()
-    }
-
-    /// The one event of this type.
-    fn one(&self, ty: &str) -> &Value {
-        let found = self.of_type(ty);
-        assert_eq!(found.len(), 1, "number of `{ty}` events\n{}", self.ctx());
-        found[0]
-    }
-
     /// stderr has a line containing `text`.
     /// The human text has `text` (stderr with `--json`, stdout without).
     fn stderr_has(&self, text: &str) -> &Self {

@@ -11,17 +11,19 @@
 //! missing one fails the test, never skips it. Every `--json` line of both programs is
 //! checked against `docs/events.schema.json`.
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::{find_tool, read_all, schema_validator};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mailscope");
-const SCHEMA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/events.schema.json");
 const INSTALL_HINT: &str =
     "run `bash scripts/peers install` as root (it installs openssl and python3)";
 /// The password every SCRAM user has in the sink's accept-any mode (`mailscope sink --help`).
@@ -31,20 +33,11 @@ const TOKEN: &str = "ya29.e2e-SECRET-token-4b1d";
 const USERS: &str = "alice@example.test:{PLAIN}correct-horse-battery::::::\n";
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn schema() -> &'static jsonschema::Validator {
-    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
-    V.get_or_init(|| {
-        let text = std::fs::read_to_string(SCHEMA_FILE).expect("read the event schema");
-        let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
-        jsonschema::validator_for(&schema).expect("schema compiles")
-    })
-}
-
 /// One `--json` stdout line: JSON, valid against the schema.
 fn event(line: &str, who: &str) -> Value {
     let v: Value = serde_json::from_str(line)
         .unwrap_or_else(|e| panic!("{who}: stdout line is not JSON ({e}): {line}"));
-    if let Err(e) = schema().validate(&v) {
+    if let Err(e) = schema_validator().validate(&v) {
         panic!("{who}: event does not match docs/events.schema.json: {e}\n{line}");
     }
     v
@@ -52,22 +45,7 @@ fn event(line: &str, who: &str) -> Value {
 
 /// A program found on PATH (or the usual directories); fails the test when missing.
 fn tool(name: &str) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/bin", "/usr/sbin", "/bin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} is not installed: {INSTALL_HINT}"))
-}
-
-fn read_all(mut pipe: impl std::io::Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = pipe.read_to_end(&mut v);
-        v
-    })
+    find_tool(name, INSTALL_HINT)
 }
 
 /// A running `mailscope sink` storing in a temporary directory; killed when dropped.

@@ -15,6 +15,8 @@
 //! Knobs (environment): `MAILSCOPE_SOAK_MESSAGES` (default [`SOAK_MESSAGES`]) sizes the soak,
 //! `MAILSCOPE_TEST_SEED` fixes the random choices (kill moments, soak disconnects).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -24,10 +26,10 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{find_tool, read_all, schema_validator};
 use mailscope_proto::escape::unescape;
 use serde_json::Value;
 
-const SCHEMA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/events.schema.json");
 const INSTALL_HINT: &str =
     "run `bash scripts/peers install` as root (it installs the real clients these tests drive)";
 /// Longest a sink may take to print `sink_started`.
@@ -45,16 +47,7 @@ const SOAK_SESSIONS: usize = 100;
 
 /// A client program, found on PATH or in /usr/sbin; fails the test when missing.
 fn tool(name: &str) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} is not installed (not on PATH nor in /usr/sbin): {INSTALL_HINT}")
-        })
+    find_tool(name, INSTALL_HINT)
 }
 
 /// swaks, checked once to have TLS (libnet-ssleay-perl).
@@ -175,14 +168,6 @@ fn run_limited(cmd: &mut Command, what: &str, limit: Duration) -> Out {
         stdout: out.join().expect("stdout reader"),
         stderr: err.join().expect("stderr reader"),
     }
-}
-
-fn read_all(mut pipe: impl std::io::Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = pipe.read_to_end(&mut v);
-        v
-    })
 }
 
 /// Waits for a child; kills it (and returns None) after `limit`.
@@ -535,18 +520,6 @@ fn tail(s: &str, max: usize) -> &str {
         start += 1;
     }
     &s[start..]
-}
-
-fn schema_validator() -> &'static jsonschema::Validator {
-    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
-    VALIDATOR.get_or_init(|| {
-        let text = std::fs::read_to_string(SCHEMA_FILE)
-            .unwrap_or_else(|e| panic!("read {SCHEMA_FILE}: {e}"));
-        let schema: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{SCHEMA_FILE} is not JSON: {e}"));
-        jsonschema::validator_for(&schema)
-            .unwrap_or_else(|e| panic!("{SCHEMA_FILE} does not compile: {e}"))
-    })
 }
 
 /// One stdout line of the sink: UTF-8, JSON, valid against the schema, the `mailscope/1`

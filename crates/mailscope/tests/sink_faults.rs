@@ -8,30 +8,23 @@
 //! valid against `docs/events.schema.json`, and it is killed when the test ends. Timing is
 //! only ever checked from below (a delay took at least as long as configured).
 
+mod common;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::schema_validator;
 use serde_json::Value;
 
-const SCHEMA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/events.schema.json");
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/scenarios");
 const START_LIMIT: Duration = Duration::from_secs(20);
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_mailscope")
-}
-
-fn schema() -> &'static jsonschema::Validator {
-    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
-    V.get_or_init(|| {
-        let text = std::fs::read_to_string(SCHEMA_FILE).expect("read the event schema");
-        let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
-        jsonschema::validator_for(&schema).expect("the schema compiles")
-    })
 }
 
 // ------------------------------------------------------------------------------ the sink
@@ -77,8 +70,10 @@ impl Sink {
                     let Ok(line) = line else { break };
                     let ev: Value = serde_json::from_str(&line)
                         .unwrap_or_else(|e| panic!("sink stdout is not JSON ({e}): {line}"));
-                    let errors: Vec<String> =
-                        schema().iter_errors(&ev).map(|e| e.to_string()).collect();
+                    let errors: Vec<String> = schema_validator()
+                        .iter_errors(&ev)
+                        .map(|e| e.to_string())
+                        .collect();
                     assert!(errors.is_empty(), "{line}\n{errors:?}");
                     if ev["type"] == "sink_started" {
                         let l = ev["listeners"][0].as_str().unwrap_or_default().to_string();
