@@ -1,16 +1,14 @@
 //! `mailscope imap`: an IMAP session with every byte shown — capabilities before and after
 //! TLS, LOGIN or AUTHENTICATE, and mailbox actions (LIST, STATUS, FETCH, APPEND, IDLE).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Args;
 use mailscope_net::imap::{DriverEvent, ImapTarget, run_imap_client};
 use mailscope_net::smtp::{SessionError, now};
 use mailscope_net::{TlsClient, TlsClientOptions, parse_server};
-use mailscope_proto::Secret;
 use mailscope_proto::imap::client::{
     AuthOptions, Client, ClientOptions, Event, Outcome, Part, Stage,
 };
@@ -177,7 +175,15 @@ pub async fn run(global: &GlobalArgs, args: &ImapArgs) -> Result<ExitCode> {
                     ))
                 })?),
             };
-            let mut credentials = Credentials::new(user.clone(), password(args)?.into_inner());
+            let mut credentials = Credentials::new(
+                user.clone(),
+                crate::credentials::password(
+                    args.auth_password.as_ref(),
+                    args.auth_password_file.as_ref(),
+                    "IMAP login",
+                )?
+                .into_inner(),
+            );
             if let Some(z) = &args.auth_authzid {
                 credentials = credentials.with_authzid(z.clone());
             }
@@ -511,32 +517,4 @@ fn summary(rep: &mut Reporter, st: &State, c: &Client) {
         rep.line(&l);
     }
     let _ = finding_json;
-}
-
-fn password(args: &ImapArgs) -> Result<Secret<String>> {
-    if let Some(p) = &args.auth_password {
-        return Ok(Secret::new(p.clone()));
-    }
-    if let Some(path) = &args.auth_password_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            usage(format!(
-                "cannot read --auth-password-file {}: {e}",
-                path.display()
-            ))
-        })?;
-        return Ok(Secret::new(
-            text.lines().next().unwrap_or_default().to_string(),
-        ));
-    }
-    if let Ok(p) = std::env::var("MAILSCOPE_PASSWORD") {
-        return Ok(Secret::new(p));
-    }
-    if std::io::stdin().is_terminal() {
-        return rpassword::prompt_password("IMAP password: ")
-            .map(Secret::new)
-            .context("reading the password");
-    }
-    bail!(crate::UsageError(
-        "login needs a password: --auth-password, --auth-password-file, MAILSCOPE_PASSWORD, or a terminal to prompt on".into()
-    ))
 }

@@ -5,6 +5,7 @@ mod base64_cmd;
 mod cli;
 mod completions;
 mod config;
+mod credentials;
 mod demo;
 mod imap_cmd;
 mod message;

@@ -1,15 +1,13 @@
 //! `mailscope pop3`: wires the CLI options to the POP3 client machine and the async driver,
 //! and renders what happens. No POP3 logic lives here.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Args;
 use mailscope_net::pop3::{DriverEvent, Pop3Target, SessionError, now, run_pop3_client};
 use mailscope_net::{TlsClient, TlsClientOptions, TlsReport, parse_server};
-use mailscope_proto::Secret;
 use mailscope_proto::pop3::client::{
     Action, Client, ClientOptions, Event, Login, MsgSet, Outcome, Part, Stage,
 };
@@ -170,7 +168,11 @@ pub async fn run(global: &GlobalArgs, args: &Pop3Args) -> Result<ExitCode> {
             None
         }
         Some(user) => {
-            let password = password(args)?;
+            let password = crate::credentials::password(
+                args.auth_password.as_ref(),
+                args.auth_password_file.as_ref(),
+                "POP3 login",
+            )?;
             Some(if args.apop {
                 Login::Apop {
                     user: user.clone(),
@@ -570,33 +572,4 @@ fn summary(rep: &mut Reporter, st: &State, c: &Client, host: &str, port: u16) {
             "findings": { "critical": counts[3], "error": counts[2], "warning": counts[1], "info": counts[0] },
         }),
     );
-}
-
-/// The password: --auth-password, --auth-password-file, MAILSCOPE_PASSWORD, or a prompt.
-fn password(args: &Pop3Args) -> Result<Secret<String>> {
-    if let Some(p) = &args.auth_password {
-        return Ok(Secret::new(p.clone()));
-    }
-    if let Some(path) = &args.auth_password_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            usage(format!(
-                "cannot read --auth-password-file {}: {e}",
-                path.display()
-            ))
-        })?;
-        return Ok(Secret::new(
-            text.lines().next().unwrap_or_default().to_string(),
-        ));
-    }
-    if let Ok(p) = std::env::var("MAILSCOPE_PASSWORD") {
-        return Ok(Secret::new(p));
-    }
-    if std::io::stdin().is_terminal() {
-        return rpassword::prompt_password("POP3 password: ")
-            .map(Secret::new)
-            .context("reading the password");
-    }
-    bail!(crate::UsageError(
-        "logging in needs a password: --auth-password, --auth-password-file, MAILSCOPE_PASSWORD, or a terminal to prompt on".into()
-    ))
 }

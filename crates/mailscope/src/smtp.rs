@@ -415,7 +415,11 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
                         Some(u) => u.clone(),
                         None => prompt_line("AUTH user: ")?,
                     };
-                    let password = password(args)?;
+                    let password = crate::credentials::password(
+                        args.auth_password.as_ref(),
+                        args.auth_password_file.as_ref(),
+                        "AUTH",
+                    )?;
                     let mut credentials = Credentials::new(user, password.into_inner());
                     if let Some(z) = &args.auth_authzid {
                         credentials = credentials.with_authzid(z.clone());
@@ -1119,36 +1123,6 @@ fn read_data(spec: &str) -> Result<Vec<u8>> {
             .map_err(|e| usage(format!("cannot read --data file {path}: {e}")));
     }
     Ok(spec.replace("\\n", "\n").into_bytes())
-}
-
-/// The AUTH password: --auth-password, --auth-password-file, MAILSCOPE_PASSWORD, or a
-/// prompt on a terminal.
-fn password(args: &SmtpArgs) -> Result<Secret<String>> {
-    if let Some(p) = &args.auth_password {
-        return Ok(Secret::new(p.clone()));
-    }
-    if let Some(path) = &args.auth_password_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            usage(format!(
-                "cannot read --auth-password-file {}: {e}",
-                path.display()
-            ))
-        })?;
-        return Ok(Secret::new(
-            text.lines().next().unwrap_or_default().to_string(),
-        ));
-    }
-    if let Ok(p) = std::env::var("MAILSCOPE_PASSWORD") {
-        return Ok(Secret::new(p));
-    }
-    if std::io::stdin().is_terminal() {
-        return rpassword::prompt_password("AUTH password: ")
-            .map(Secret::new)
-            .context("reading the password");
-    }
-    bail!(crate::UsageError(
-        "AUTH needs a password: --auth-password, --auth-password-file, MAILSCOPE_PASSWORD, or a terminal to prompt on".into()
-    ))
 }
 
 /// The XOAUTH2 / OAUTHBEARER bearer token: --auth-token-file, MAILSCOPE_TOKEN, or a prompt
