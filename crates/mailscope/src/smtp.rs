@@ -517,6 +517,16 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
     if args.tls_verify {
         rep.note(now(), "--tls-verify: certificates are verified by default in mailscope (--insecure turns it off)");
     }
+    if auth_spec
+        .as_deref()
+        .is_some_and(|m| m.eq_ignore_ascii_case("EXTERNAL"))
+        && args.tls_cert.is_none()
+    {
+        rep.note(
+            now(),
+            "AUTH EXTERNAL without --tls-cert/--tls-key: the server must know you some other way (usually it takes the name from a client certificate)",
+        );
+    }
     let t0 = now();
     rep.event(
         "session_started",
