@@ -517,6 +517,13 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
     if args.tls_verify {
         rep.note(now(), "--tls-verify: certificates are verified by default in mailscope (--insecure turns it off)");
     }
+    let t0 = now();
+    rep.event(
+        "session_started",
+        t0,
+        json!({ "command": "smtp", "server": host, "port": port, "tls_on_connect": args.tls_on_connect,
+                "starttls": args.tls, "quit_after": args.quit_after.map(|s| s.name()) }),
+    );
     if auth_spec
         .as_deref()
         .is_some_and(|m| m.eq_ignore_ascii_case("EXTERNAL"))
@@ -527,13 +534,6 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
             "AUTH EXTERNAL without --tls-cert/--tls-key: the server must know you some other way (usually it takes the name from a client certificate)",
         );
     }
-    let t0 = now();
-    rep.event(
-        "session_started",
-        t0,
-        json!({ "command": "smtp", "server": host, "port": port, "tls_on_connect": args.tls_on_connect,
-                "starttls": args.tls, "quit_after": args.quit_after.map(|s| s.name()) }),
-    );
     if let Some(n) = &route_note {
         rep.note(now(), n);
     }
