@@ -91,3 +91,28 @@ fn sasl_server() {
 fn escape() {
     replay("escape");
 }
+
+#[test]
+fn pop3_response() {
+    replay("pop3_response");
+}
+
+#[test]
+fn pop3_client() {
+    replay("pop3_client");
+}
+
+#[test]
+fn imap_framing() {
+    replay("imap_framing");
+}
+
+#[test]
+fn imap_client() {
+    replay("imap_client");
+}
+
+#[test]
+fn smtp_server() {
+    replay("smtp_server");
+}

@@ -1665,12 +1665,15 @@ impl Client {
         if self.finished {
             return;
         }
-        let over: Vec<(&'static str, usize)> = self
+        let mut over: Vec<(&'static str, usize)> = self
             .finding_counts
             .iter()
             .filter(|(_, n)| **n > MAX_FINDINGS_PER_KIND)
             .map(|(k, n)| (*k, *n))
             .collect();
+        // A HashMap's order differs from run to run: sort, so the same input always gives
+        // the same events (found by the imap_client fuzz target).
+        over.sort_unstable();
         for (k, n) in over {
             self.note(&format!(
                 "{k}: {n} occurrences, only the first {MAX_FINDINGS_PER_KIND} reported"

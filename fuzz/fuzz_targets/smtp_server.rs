@@ -1,0 +1,7 @@
+//! `cargo fuzz run smtp_server`: see fuzz/README.md and the body in fuzz/harness.rs.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::smtp_server(data));
