@@ -259,7 +259,7 @@ fn parse_stage(s: &str) -> Result<mailscope_proto::smtp::client::Stage, String> 
 /// MX (RFC 5321 §5.1), through the one resolver builder. Returns the address to connect to
 /// (resolved through the same resolver) and the MX host's name (for SNI and certificate
 /// checks).
-async fn route_by_mx(args: &SmtpArgs) -> Result<(String, String, String)> {
+async fn route_by_mx(args: &SmtpArgs) -> Result<(Vec<(String, String)>, String)> {
     let domain = match &args.copy_routing {
         Some(d) => d.clone(),
         None => {
@@ -282,51 +282,61 @@ async fn route_by_mx(args: &SmtpArgs) -> Result<(String, String, String)> {
     let routes = mailscope_net::mail_routes(&resolver, &domain)
         .await
         .map_err(|e| usage(e.to_string()))?;
+    // Every MX host with an address, best first: if connecting to one fails, the next is
+    // tried (RFC 5321 §5.1).
     let mut tried = Vec::new();
+    let mut candidates: Vec<(String, String, u16, std::net::IpAddr)> = Vec::new();
     for (pref, host) in &routes.hosts {
         match resolver.lookup_ip(host.as_str()).await {
-            Ok(ips) => {
-                if let Some(ip) = ips.iter().next() {
-                    let note = if routes.implicit {
-                        format!(
-                            "no MX for {domain}: using the domain itself (implicit MX, RFC 5321 §5.1) -> {ip}"
-                        )
-                    } else {
-                        format!(
-                            "MX for {domain}: {} -> using {host} ({ip}, preference {pref})",
-                            routes
-                                .hosts
-                                .iter()
-                                .map(|(p, h)| format!("{p} {h}"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    };
-                    let addr = if ip.is_ipv6() {
+            Ok(ips) => match ips.iter().next() {
+                Some(ip) => candidates.push((
+                    if ip.is_ipv6() {
                         format!("[{ip}]")
                     } else {
                         ip.to_string()
-                    };
-                    return Ok((addr, host.clone(), note));
-                }
-                tried.push(format!("{host}: no address"));
-            }
+                    },
+                    host.clone(),
+                    *pref,
+                    ip,
+                )),
+                None => tried.push(format!("{host}: no address")),
+            },
             Err(e) => tried.push(format!("{host}: {e}")),
         }
     }
-    Err(usage(format!(
-        "no usable MX host for {domain}: {}",
-        tried.join("; ")
-    )))
+    let Some((_, host, pref, ip)) = candidates.first().cloned() else {
+        return Err(usage(format!(
+            "no usable MX host for {domain}: {}",
+            tried.join("; ")
+        )));
+    };
+    let note = if routes.implicit {
+        format!("no MX for {domain}: using the domain itself (implicit MX, RFC 5321 §5.1) -> {ip}")
+    } else {
+        format!(
+            "MX for {domain}: {} -> using {host} ({ip}, preference {pref})",
+            routes
+                .hosts
+                .iter()
+                .map(|(p, h)| format!("{p} {h}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    Ok((
+        candidates.into_iter().map(|(a, h, _, _)| (a, h)).collect(),
+        note,
+    ))
 }
 
 /// Runs `mailscope smtp`; returns the exit code.
 pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
-    let (server, mx_name, route_note) = match &args.server {
-        Some(s) => (s.clone(), None, None),
+    let (server, mx_name, route_note, mut next_mx) = match &args.server {
+        Some(s) => (s.clone(), None, None, Vec::new().into_iter()),
         None => {
-            let (addr, name, note) = route_by_mx(args).await?;
-            (addr, Some(name), Some(note))
+            let (mut candidates, note) = route_by_mx(args).await?;
+            let (addr, name) = candidates.remove(0);
+            (addr, Some(name), Some(note), candidates.into_iter())
         }
     };
     let default_port = if args.tls_on_connect { 465 } else { 25 };
@@ -693,16 +703,38 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
     if let Err(e) = opts.validate() {
         return Err(usage(e));
     }
-    let mut client = Client::new(opts);
+    let mut client = Client::new(opts.clone());
+    let mut tls = tls;
+    let mut target = target;
     let mut state = SummaryState {
         peer_cert_out: args.tls_get_peer_cert.clone(),
         quit_after_given: args.quit_after.is_some(),
         ..SummaryState::default()
     };
-    let result = run_smtp_client(&target, &tls, &mut client, |c, ev| {
-        on_event(&mut rep, &mut state, c, ev);
-    })
-    .await;
+    let result = loop {
+        let r = run_smtp_client(&target, &tls, &mut client, |c, ev| {
+            on_event(&mut rep, &mut state, c, ev);
+        })
+        .await;
+        // Routed by MX and the connection failed: the next MX host (RFC 5321 §5.1).
+        if let Err(SessionError::Connect(e)) = &r
+            && let Some((addr, name)) = next_mx.next()
+        {
+            rep.note(
+                now(),
+                &format!("{e}; trying the next MX host, {name} ({addr})"),
+            );
+            target.host = addr.trim_matches(['[', ']']).to_string();
+            let opts_next = TlsClientOptions {
+                sni: args.tls_sni.clone().or(Some(name)),
+                ..tls_opts.clone()
+            };
+            tls = TlsClient::new(&opts_next).map_err(|e| usage(e.to_string()))?;
+            client = Client::new(opts.clone());
+            continue;
+        }
+        break r;
+    };
     let code = match result {
         Err(SessionError::Connect(e)) => {
             rep.error(now(), &e.to_string());

@@ -293,3 +293,28 @@ fn starttls_with_tls_sni_overrides_the_mx_name() {
     assert_eq!(tls["verified_name"], name.as_str(), "{}", run.ctx());
     assert!(run.of_type("tls_failed").is_empty(), "{}", run.ctx());
 }
+
+#[test]
+fn the_next_mx_is_tried_when_the_first_does_not_answer() {
+    // fallback.test: MX 10 dead (127.0.0.2, where nothing listens on the Postfix port) and
+    // MX 20 live (127.0.0.1): RFC 5321 §5.1 says try the next one.
+    let port = postfix_port();
+    let run = smtp(&[
+        "--to",
+        "x@fallback.test",
+        "--port",
+        &port,
+        "--quit-after",
+        "ehlo",
+        "--json",
+    ]);
+    run.expect_code(0)
+        .stderr_has("using dead.fallback.test (127.0.0.2, preference 10)")
+        .stderr_has("trying the next MX host, live.fallback.test (127.0.0.1)");
+    assert_eq!(
+        run.one("connected")["peer"],
+        format!("127.0.0.1:{port}"),
+        "{}",
+        run.ctx()
+    );
+}
