@@ -17,7 +17,7 @@ use mailscope_proto::transcript::{RenderOptions, Role};
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
-use crate::output::{Reporter, finding_json, ms};
+use crate::output::{Reporter, finding_json};
 use crate::tls_out::{report_tls, report_tls_failure};
 use crate::{ExitCode, random_hex};
 
@@ -336,15 +336,7 @@ fn on_event(rep: &mut Reporter, st: &mut State, c: &Client, ev: DriverEvent) {
             local,
             elapsed_us,
         } => {
-            rep.note(
-                at,
-                &format!("connected to {peer} from {local} in {}", ms(elapsed_us)),
-            );
-            rep.event(
-                "connected",
-                at,
-                json!({ "peer": peer.to_string(), "local": local.to_string(), "elapsed_us": elapsed_us }),
-            );
+            rep.connected(at, peer, local, elapsed_us, &[]);
         }
         DriverEvent::TlsEstablished(r) => {
             report_tls(rep, &r);

@@ -198,6 +198,29 @@ impl Reporter {
         self.printed_chunks = chunks.len();
     }
 
+    /// The TCP connection is up: a note per failed address, the `connected` note and event.
+    pub fn connected(
+        &mut self,
+        at: Timestamp,
+        peer: std::net::SocketAddr,
+        local: std::net::SocketAddr,
+        elapsed_us: u64,
+        failed_attempts: &[(std::net::SocketAddr, String)],
+    ) {
+        for (addr, why) in failed_attempts {
+            self.note(at, &format!("{addr} failed: {why}"));
+        }
+        self.note(
+            at,
+            &format!("connected to {peer} from {local} in {}", ms(elapsed_us)),
+        );
+        self.event(
+            "connected",
+            at,
+            json!({ "peer": peer.to_string(), "local": local.to_string(), "elapsed_us": elapsed_us }),
+        );
+    }
+
     /// A plain human line (summary blocks; hidden with --hide-informational).
     pub fn line(&self, text: &str) {
         if !(self.hide.informational || self.hide.all) {

@@ -17,7 +17,7 @@ use mailscope_proto::transcript::{RenderOptions, Role};
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
-use crate::output::{Reporter, ms};
+use crate::output::Reporter;
 use crate::tls_out::{report_tls, report_tls_failure, tls_json};
 use crate::{ExitCode, random_hex};
 
@@ -334,18 +334,7 @@ fn on_event(rep: &mut Reporter, st: &mut State, c: &Client, ev: DriverEvent) {
             elapsed_us,
             failed_attempts,
         } => {
-            for (addr, why) in &failed_attempts {
-                rep.note(at, &format!("{addr} failed: {why}"));
-            }
-            rep.note(
-                at,
-                &format!("connected to {peer} from {local} in {}", ms(elapsed_us)),
-            );
-            rep.event(
-                "connected",
-                at,
-                json!({ "peer": peer.to_string(), "local": local.to_string(), "elapsed_us": elapsed_us }),
-            );
+            rep.connected(at, peer, local, elapsed_us, &failed_attempts);
             st.peer = Some(peer.to_string());
             st.connect_us = Some(elapsed_us);
         }

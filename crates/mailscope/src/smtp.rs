@@ -802,14 +802,7 @@ fn on_event(rep: &mut Reporter, st: &mut SummaryState, c: &Client, ev: DriverEve
             elapsed_us,
             failed_attempts,
         } => {
-            for (addr, why) in &failed_attempts {
-                rep.note(at, &format!("{addr} failed: {why}"));
-            }
-            rep.note(
-                at,
-                &format!("connected to {peer} from {local} in {}", ms(elapsed_us)),
-            );
-            rep.event("connected", at, json!({ "peer": peer.to_string(), "local": local.to_string(), "elapsed_us": elapsed_us }));
+            rep.connected(at, peer, local, elapsed_us, &failed_attempts);
             st.peer = Some(peer.to_string());
             st.connect_us = Some(elapsed_us);
         }
