@@ -13,7 +13,6 @@ use mailscope_proto::imap::client::{
     AuthOptions, Client, ClientOptions, Event, Outcome, Part, Stage,
 };
 use mailscope_proto::sasl::{Credentials, Mechanism};
-use mailscope_proto::transcript::{RenderOptions, Role};
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
@@ -237,31 +236,16 @@ pub async fn run(global: &GlobalArgs, args: &ImapArgs) -> Result<ExitCode> {
     })
     .map_err(|e| usage(e.to_string()))?;
 
-    let render = RenderOptions {
-        escape_all: global.escape,
-        show_secrets: global.show_secrets,
-    };
-    let mut rep = Reporter::new(
-        global.json,
-        Role::Client,
-        render,
-        global.show_time,
-        random_hex(8),
+    let mut rep = Reporter::for_client(global);
+    rep.session_started(
+        "imap",
+        &host,
+        port,
+        args.tls_on_connect,
+        args.tls,
+        args.quit_after.map(|s| s.name()),
+        tls.keylog_path(),
     );
-    let t0 = now();
-    rep.event(
-        "session_started",
-        t0,
-        json!({ "command": "imap", "server": host, "port": port, "tls_on_connect": args.tls_on_connect,
-                "starttls": args.tls, "quit_after": args.quit_after.map(|s| s.name()) }),
-    );
-    if let Some(p) = tls.keylog_path() {
-        rep.note(
-            t0,
-            &format!("writing TLS key log (session secrets) to {}", p.display()),
-        );
-    }
-    rep.note(t0, &format!("connecting to {host} port {port}"));
     let target = ImapTarget {
         host: host.clone(),
         port,

@@ -198,6 +198,49 @@ impl Reporter {
         self.printed_chunks = chunks.len();
     }
 
+    /// A reporter for a client command (`smtp`, `pop3`, `imap`), from the global options.
+    pub fn for_client(global: &crate::cli::GlobalArgs) -> Self {
+        let render = RenderOptions {
+            escape_all: global.escape,
+            show_secrets: global.show_secrets,
+        };
+        Self::new(
+            global.json,
+            Role::Client,
+            render,
+            global.show_time,
+            crate::random_hex(8),
+        )
+    }
+
+    /// The first event of a client session, then the key-log and connecting notes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn session_started(
+        &mut self,
+        command: &str,
+        host: &str,
+        port: u16,
+        tls_on_connect: bool,
+        starttls: bool,
+        quit_after: Option<&str>,
+        keylog: Option<&std::path::Path>,
+    ) {
+        let t0 = mailscope_net::smtp::now();
+        self.event(
+            "session_started",
+            t0,
+            json!({ "command": command, "server": host, "port": port, "tls_on_connect": tls_on_connect,
+                    "starttls": starttls, "quit_after": quit_after }),
+        );
+        if let Some(p) = keylog {
+            self.note(
+                t0,
+                &format!("writing TLS key log (session secrets) to {}", p.display()),
+            );
+        }
+        self.note(t0, &format!("connecting to {host} port {port}"));
+    }
+
     /// The TCP connection is up: a note per failed address, the `connected` note and event.
     pub fn connected(
         &mut self,

@@ -18,7 +18,6 @@ use mailscope_proto::smtp::client::{
 };
 use mailscope_proto::smtp::data::{prepare_normalized, prepare_raw};
 use mailscope_proto::smtp::reply::ReplyLimits;
-use mailscope_proto::transcript::{RenderOptions, Role};
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
@@ -507,33 +506,28 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
     };
     let tls = TlsClient::new(&tls_opts).map_err(|e| usage(e.to_string()))?;
 
-    let render = RenderOptions {
-        escape_all: global.escape,
-        show_secrets: global.show_secrets,
-    };
-    let mut rep = Reporter::new(
-        global.json,
-        Role::Client,
-        render,
-        global.show_time,
-        random_hex(8),
-    );
+    let mut rep = Reporter::for_client(global);
     rep.set_hide(Hide {
         send: args.hide_send,
         receive: args.hide_receive,
         informational: args.hide_informational,
         all: args.hide_all,
     });
-    if args.tls_verify {
-        rep.note(now(), "--tls-verify: certificates are verified by default in mailscope (--insecure turns it off)");
-    }
-    let t0 = now();
-    rep.event(
-        "session_started",
-        t0,
-        json!({ "command": "smtp", "server": host, "port": port, "tls_on_connect": args.tls_on_connect,
-                "starttls": args.tls, "quit_after": args.quit_after.map(|s| s.name()) }),
+    rep.session_started(
+        "smtp",
+        &host,
+        port,
+        args.tls_on_connect,
+        args.tls,
+        args.quit_after.map(|s| s.name()),
+        tls.keylog_path(),
     );
+    if args.tls_verify {
+        rep.note(
+            now(),
+            "--tls-verify: certificates are verified by default in mailscope (--insecure turns it off)",
+        );
+    }
     if auth_spec
         .as_deref()
         .is_some_and(|m| m.eq_ignore_ascii_case("EXTERNAL"))
@@ -547,13 +541,6 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
     if let Some(n) = &route_note {
         rep.note(now(), n);
     }
-    if let Some(p) = tls.keylog_path() {
-        rep.note(
-            t0,
-            &format!("writing TLS key log (session secrets) to {}", p.display()),
-        );
-    }
-    rep.note(t0, &format!("connecting to {host} port {port}"));
 
     let local = match &args.local_interface {
         None => None,

@@ -1539,3 +1539,25 @@ fn smuggling_probes_against_postfix() {
     // Probes need a server named on the command line.
     smtp(&["--to", "b@example.test", "--probe-smuggling"]).expect_code(1);
 }
+
+#[test]
+fn tls_verify_is_accepted_and_noted_after_session_started() {
+    // Peer: Postfix smtp-sink. swaks' --tls-verify is the default here; the note about it
+    // must not come before `session_started` (the harness checks the event order).
+    let run = smtp(&[
+        "--server",
+        &peer("PEER_SMTP_SINK"),
+        "--tls-verify",
+        "--quit-after",
+        "banner",
+        "--json",
+    ]);
+    run.expect_code(0);
+    assert!(
+        run.of_type("note").iter().any(|n| n["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("--tls-verify"))),
+        "{}",
+        run.ctx()
+    );
+}
