@@ -201,6 +201,22 @@ fn bearer_wrong_token(mech: &str) {
     assert!(run.of_type("authenticated").is_empty(), "{}", run.ctx());
     assert_eq!(run.reply_to("AUTH")["code"], 535, "{}", run.ctx());
     assert_eq!(run.ended()["exit_code"], 28, "{}", run.ctx());
+    // The explanation speaks of tokens, not passwords.
+    let explained = run.one("reply_explained");
+    let next: Vec<&str> = explained["next"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        next.first().is_some_and(|n| n.contains("bearer token")),
+        "{next:?}\n{}",
+        run.ctx()
+    );
+    assert!(
+        !next.iter().any(|n| n.contains("password")),
+        "{next:?}\n{}",
+        run.ctx()
+    );
     assert_no_token(&run, &wrong, &user);
     assert_no_token(&run, &token, &user);
 

@@ -1048,7 +1048,12 @@ impl Client {
             latency_us: self.now.micros_since(self.waiting_since),
         });
         if matches!(reply.class(), 4 | 5) {
-            let explanation = explain(&reply, context_for(&state));
+            let mut explanation = explain(&reply, context_for(&state));
+            if let State::ExpectAuthReply(auth) = &state
+                && matches!(auth.mechanism, Mechanism::XOauth2 | Mechanism::OAuthBearer)
+            {
+                explanation = explanation.for_bearer_token();
+            }
             for f in &explanation.findings {
                 self.raise(f.clone().at(Direction::ServerToClient, offset));
             }

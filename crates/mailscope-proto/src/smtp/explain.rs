@@ -1392,6 +1392,25 @@ struct Hit {
     how: String,
 }
 
+impl Explanation {
+    /// For a refusal of a bearer token (XOAUTH2, OAUTHBEARER): the advice about passwords
+    /// does not apply, so an authentication failure's hints speak of tokens instead.
+    pub fn for_bearer_token(mut self) -> Self {
+        if self.categories.contains(&Category::AuthFailed) {
+            let password_hints = Category::AuthFailed.rule().next;
+            self.next.retain(|n| !password_hints.contains(&n.as_str()));
+            for hint in [
+                "A server that refuses a token usually says why in a base64 JSON challenge before the final reply (`{\"status\":\"401\",...}`): `mailscope sasl decode` shows it",
+                "The bearer token was refused: check that it has not expired (access tokens usually live about an hour: fetch a fresh one), that it was issued for this user (--auth-user must be the account the token belongs to), and that it carries the mail scope (Gmail: https://mail.google.com/, Microsoft 365: https://outlook.office.com/SMTP.Send)",
+            ] {
+                // Inserted at the front in reverse: the token advice comes first.
+                self.next.insert(0, hint.to_owned());
+            }
+        }
+        self
+    }
+}
+
 /// Explains a reply that answered `context`.
 pub fn explain(reply: &Reply, context: Context) -> Explanation {
     let class = ReplyClass::of(reply.code);

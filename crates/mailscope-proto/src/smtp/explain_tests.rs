@@ -39,6 +39,28 @@ fn ids(input: &[u8], context: Context) -> Vec<&'static str> {
 // ---------------------------------------------------------------------------------------
 
 #[test]
+fn refused_bearer_tokens_get_token_advice_not_password_advice() {
+    let r = reply(b"535 5.7.8 Username and Password not accepted\r\n");
+    let plain = explain(&r, Context::Auth);
+    assert!(
+        plain.next.iter().any(|n| n.contains("password")),
+        "{:?}",
+        plain.next
+    );
+    let token = explain(&r, Context::Auth).for_bearer_token();
+    assert!(token.next[0].contains("bearer token"), "{:?}", token.next);
+    assert!(token.next[1].contains("sasl decode"), "{:?}", token.next);
+    assert!(
+        !token.next.iter().any(|n| n.contains("password")),
+        "{:?}",
+        token.next
+    );
+    // Other refusals are left alone.
+    let other = explain(&reply(b"550 5.7.1 Relaying denied\r\n"), Context::Rcpt);
+    assert_eq!(other.clone().for_bearer_token().next, other.next);
+}
+
+#[test]
 fn enhanced_codes_are_unique_and_documented() {
     let mut seen = HashSet::new();
     for c in ENHANCED_CODES {
