@@ -11,10 +11,12 @@
 //!
 //! Nothing here parses mail protocols; the machines in `mailscope-proto` do.
 
+pub mod anchor;
 mod cert;
 pub mod certgen;
 mod connect;
 mod error;
+pub mod https;
 pub mod imap;
 mod keylog;
 pub mod pop3;
@@ -27,6 +29,7 @@ mod tls;
 pub use cert::{CertInfo, CertTime};
 pub use connect::{Connected, connect_tcp, connect_tcp_from, parse_server};
 pub use error::{NetError, TlsFailure, VerifyFailure};
+pub use https::{HttpsError, HttpsGet, HttpsResponse, https_get};
 pub use keylog::{KeyLogWriter, keylog_path_from_env};
 pub use resolver::{MailRoutes, build_resolver, mail_routes, parse_resolver_addr};
 pub use stream::MaybeTlsStream;

@@ -83,6 +83,30 @@ pub enum Command {
     /// against it, and seed 000's bare-LF message sent raw, with what the sink found.
     #[command(after_help = crate::demo::DEMO_EXAMPLES)]
     Demo(crate::demo::DemoArgs),
+    /// Everything about a domain's mail set-up in one report: MX with FCrDNS, SPF, DMARC,
+    /// DKIM selectors, MTA-STS, TLS-RPT, BIMI, DANE, and the MX addresses on DNS blocklists.
+    #[command(after_help = crate::checks::check::CHECK_EXAMPLES)]
+    Check(Box<crate::checks::check::CheckArgs>),
+    /// SPF: the record as a tree of includes and redirects with DNS look-up counts, lints,
+    /// and with --ip the result and the term that decided it.
+    #[command(after_help = crate::checks::spf::SPF_EXAMPLES)]
+    Spf(Box<crate::checks::spf::SpfArgs>),
+    /// DKIM: look up and lint a selector's key, discover selectors, verify a message's
+    /// signatures and explain failures.
+    #[command(after_help = crate::checks::dkim::DKIM_EXAMPLES)]
+    Dkim(Box<crate::checks::dkim::DkimArgs>),
+    /// DMARC: the policy record parsed and linted, report destinations verified, and with a
+    /// message the DMARC result with SPF and DKIM alignment.
+    #[command(after_help = crate::checks::dmarc::DMARC_EXAMPLES)]
+    Dmarc(Box<crate::checks::dmarc::DmarcArgs>),
+    /// DNS blocklists: is this IP or domain listed? Lists queried in parallel; a list's
+    /// refusal or error answer is reported as such, not as a listing.
+    #[command(after_help = crate::checks::dnsbl::DNSBL_EXAMPLES)]
+    Dnsbl(Box<crate::checks::dnsbl::DnsblArgs>),
+    /// Open-relay test: tries the standard relay patterns (as nmap's smtp-open-relay) up to
+    /// RCPT, never DATA, against the one host you name.
+    #[command(after_help = crate::checks::relay::RELAY_EXAMPLES)]
+    RelayTest(Box<crate::checks::relay::RelayTestArgs>),
     /// SASL by hand: the AUTH lines to type for PLAIN, LOGIN, CRAM-MD5, SCRAM, XOAUTH2 and
     /// OAUTHBEARER, or an explanation of a captured exchange.
     #[command(after_help = crate::sasl_cmd::SASL_EXAMPLES)]

@@ -2,6 +2,7 @@
 //! mailscope-proto, I/O in mailscope-net.
 
 mod base64_cmd;
+mod checks;
 mod cli;
 mod completions;
 mod config;
@@ -99,6 +100,12 @@ fn main() {
             cli::Command::Demo(args) => demo::run(&cli.global, args).await,
             cli::Command::Sink(args) => sink::run(&cli.global, args).await,
             cli::Command::Imap(args) => imap_cmd::run(&cli.global, args).await,
+            cli::Command::Check(args) => checks::check::run(&cli.global, args).await,
+            cli::Command::Spf(args) => checks::spf::run(&cli.global, args).await,
+            cli::Command::Dkim(args) => checks::dkim::run(&cli.global, args).await,
+            cli::Command::Dmarc(args) => checks::dmarc::run(&cli.global, args).await,
+            cli::Command::Dnsbl(args) => checks::dnsbl::run(&cli.global, args).await,
+            cli::Command::RelayTest(args) => checks::relay::run(&cli.global, args).await,
             cli::Command::Sasl(args) => sasl_cmd::run(&cli.global, args),
             cli::Command::Base64(args) => base64_cmd::run(&cli.global, args),
             cli::Command::Completions(args) => completions::run_completions(&cli.global, args),

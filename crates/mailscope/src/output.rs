@@ -24,6 +24,9 @@ pub struct Reporter {
     /// event printed before it.
     last_ts: std::cell::Cell<Timestamp>,
     hide: Hide,
+    /// Human text goes to stderr even without `--json` (stdout carries other data, such as
+    /// a batch's CSV).
+    human_to_stderr: bool,
 }
 
 /// swaks' `--hide-*`: what not to print on the terminal (JSON is never filtered).
@@ -58,7 +61,13 @@ impl Reporter {
             findings: Vec::new(),
             last_ts: std::cell::Cell::new(Timestamp(0)),
             hide: Hide::default(),
+            human_to_stderr: false,
         }
+    }
+
+    /// Sends human text to stderr (stdout is for other data).
+    pub fn set_human_to_stderr(&mut self, yes: bool) {
+        self.human_to_stderr = yes;
     }
 
     /// Sets what not to print.
@@ -68,7 +77,7 @@ impl Reporter {
 
     /// Human text: to stdout, or to stderr with `--json`.
     fn human(&self, line: &str) {
-        if self.json {
+        if self.json || self.human_to_stderr {
             let _ = writeln!(anstream::stderr(), "{line}");
         } else {
             let _ = writeln!(anstream::stdout(), "{line}");
@@ -144,9 +153,12 @@ impl Reporter {
     /// Prints the transcript chunks recorded since the last call, up to chunk `upto`.
     pub fn transcript_upto(&mut self, t: &Transcript, upto: usize) {
         let chunks = &t.chunks()[..upto.min(t.chunks().len())];
-        let start = *self
-            .start
-            .get_or_insert_with(|| chunks.first().map(|c| c.at).unwrap_or_default());
+        // Times count from the session's start (set by `session_started`), or else from the
+        // first byte; never from an empty transcript's zero.
+        if self.start.is_none() {
+            self.start = chunks.first().map(|c| c.at);
+        }
+        let start = self.start.unwrap_or_default();
         for c in &chunks[self.printed_chunks.min(chunks.len())..] {
             let mark = direction_mark(self.role, c.direction, c.tls);
             // What mailscope sent is the client side for a client and the server side for a
@@ -226,6 +238,7 @@ impl Reporter {
         keylog: Option<&std::path::Path>,
     ) {
         let t0 = mailscope_net::smtp::now();
+        self.start = Some(t0);
         self.event(
             "session_started",
             t0,
@@ -290,6 +303,7 @@ pub fn finding_json(f: &Finding) -> Value {
         "reference": f.kind.reference,
         "summary": f.kind.summary,
         "detail": f.detail,
+        "fix": (!f.kind.fix.is_empty()).then_some(f.kind.fix),
         "direction": f.direction.map(|d| d.as_str()),
         "offset": f.offset,
     })

@@ -1561,3 +1561,40 @@ fn tls_verify_is_accepted_and_noted_after_session_started() {
         run.ctx()
     );
 }
+
+#[test]
+fn show_time_counts_from_the_session_start() {
+    // Peer: smtp-sink. swaks' --show-time-lapse: every transcript line carries the time
+    // since the session started, in ms (a regression printed milliseconds since 1970).
+    let server = peer("PEER_SMTP_SINK");
+    let run = smtp(&[
+        "--server",
+        server.as_str(),
+        "--to",
+        "a@example.test",
+        "--quit-after",
+        "rcpt",
+        "--show-time-lapse",
+    ]);
+    run.expect_code(0);
+    let stamped: Vec<f64> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix('[')?.split_once(']'))
+        .map(|(t, _)| t.trim().parse::<f64>().expect("a number of ms"))
+        .collect();
+    assert!(
+        stamped.len() >= 6,
+        "banner, EHLO, MAIL, RCPT, QUIT\n{}",
+        run.ctx()
+    );
+    assert!(
+        stamped.iter().all(|ms| (0.0..30_000.0).contains(ms)),
+        "times since the start, not since 1970: {stamped:?}\n{}",
+        run.ctx()
+    );
+    assert!(
+        stamped.windows(2).all(|w| w[0] <= w[1]),
+        "times go forward: {stamped:?}"
+    );
+}

@@ -211,21 +211,24 @@ pub fn json_events(run: &Run) -> Vec<Value> {
         events.push(ev);
     }
     if let (Some(first), Some(last)) = (events.first(), events.last()) {
-        assert_eq!(first["type"], "session_started", "first event\n{ctx}");
-        assert_eq!(last["type"], "session_ended", "last event\n{ctx}");
+        // A session (smtp, pop3, imap, ...) or a check (check, spf, dnsbl, ...).
+        let (start, end) = if first["type"] == "check_started" {
+            ("check_started", "check_summary")
+        } else {
+            ("session_started", "session_ended")
+        };
+        assert_eq!(first["type"], start, "first event\n{ctx}");
+        assert_eq!(last["type"], end, "last event\n{ctx}");
         assert!(
             events.iter().all(|e| e["session"] == first["session"]),
             "session ids differ\n{ctx}"
         );
-        let ended = events
-            .iter()
-            .filter(|e| e["type"] == "session_ended")
-            .count();
-        assert_eq!(ended, 1, "session_ended events\n{ctx}");
+        let ended = events.iter().filter(|e| e["type"] == end).count();
+        assert_eq!(ended, 1, "{end} events\n{ctx}");
         assert_eq!(
             last["exit_code"].as_i64(),
             Some(i64::from(run.code)),
-            "session_ended exit_code vs process exit code\n{ctx}"
+            "{end} exit_code vs process exit code\n{ctx}"
         );
     }
     events
