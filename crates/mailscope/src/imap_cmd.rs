@@ -489,8 +489,6 @@ fn summary(rep: &mut Reporter, st: &State, c: &Client) {
     }
     let n = c.findings().len();
     lines.push(format!("findings: {n}"));
-    for l in lines {
-        rep.line(&l);
-    }
+    rep.line(&lines.join("\n"));
     let _ = finding_json;
 }

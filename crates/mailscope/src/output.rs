@@ -77,11 +77,7 @@ impl Reporter {
 
     /// Human text: to stdout, or to stderr with `--json`.
     fn human(&self, line: &str) {
-        if self.json || self.human_to_stderr {
-            let _ = writeln!(anstream::stderr(), "{line}");
-        } else {
-            let _ = writeln!(anstream::stdout(), "{line}");
-        }
+        write_human(self.json || self.human_to_stderr, line);
     }
 
     /// One NDJSON event with the envelope.
@@ -166,6 +162,8 @@ impl Reporter {
             let ours = (self.role == Role::Server)
                 == (c.direction == mailscope_proto::Direction::ServerToClient);
             let hidden = self.hide.all || (ours && self.hide.send) || (!ours && self.hide.receive);
+            // One write per chunk, not per line.
+            let mut block = String::new();
             for l in render_chunk(c, self.render).into_iter().filter(|_| !hidden) {
                 let time = if self.show_time {
                     format!("[{:>9.3}] ", l.at.micros_since(start) as f64 / 1000.0)
@@ -173,12 +171,17 @@ impl Reporter {
                     String::new()
                 };
                 let text = format!("{time}{mark}{}", l.text);
-                let styled = if mark.contains('>') {
-                    format!("{}", text.green())
+                if !block.is_empty() {
+                    block.push('\n');
+                }
+                if mark.contains('>') {
+                    block.push_str(&format!("{}", text.green()));
                 } else {
-                    text
-                };
-                self.human(&styled);
+                    block.push_str(&text);
+                }
+            }
+            if !block.is_empty() {
+                self.human(&block);
             }
             if self.json {
                 // JSON text is always fully escaped so it is exact; secrets stay redacted
@@ -292,6 +295,24 @@ impl Reporter {
     /// The most severe finding, if any.
     pub fn max_severity(&self) -> Option<Severity> {
         self.findings.iter().map(|f| f.severity).max()
+    }
+}
+
+/// Writes one human line to stdout or stderr, colours stripped unless the stream is a
+/// terminal that wants them. The streams are set up once: `anstream::stdout()` per line
+/// would ask the terminal (an ioctl) for every line.
+pub fn write_human(to_stderr: bool, line: &str) {
+    use std::sync::{Mutex, OnceLock};
+    static OUT: OnceLock<Mutex<anstream::AutoStream<std::io::Stdout>>> = OnceLock::new();
+    static ERR: OnceLock<Mutex<anstream::AutoStream<std::io::Stderr>>> = OnceLock::new();
+    if to_stderr {
+        let m = ERR.get_or_init(|| Mutex::new(anstream::AutoStream::auto(std::io::stderr())));
+        let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(s, "{line}");
+    } else {
+        let m = OUT.get_or_init(|| Mutex::new(anstream::AutoStream::auto(std::io::stdout())));
+        let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(s, "{line}");
     }
 }
 

@@ -529,9 +529,7 @@ fn summary(rep: &mut Reporter, st: &State, c: &Client, host: &str, port: u16) {
         _ => "ok".into(),
     };
     lines.push(format!("  result      {result}"));
-    for l in &lines {
-        rep.line(l);
-    }
+    rep.line(&lines.join("\n"));
     rep.event(
         "summary",
         now(),

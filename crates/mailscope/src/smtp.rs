@@ -1108,9 +1108,7 @@ fn summary(rep: &mut Reporter, st: &SummaryState, c: &Client, host: &str, port: 
         _ => "ok".to_string(),
     };
     lines.push(format!("  result      {result}"));
-    for l in &lines {
-        rep.line(l);
-    }
+    rep.line(&lines.join("\n"));
     rep.event(
         "summary",
         now(),

@@ -999,12 +999,7 @@ struct Out {
 
 impl Out {
     fn human(&self, line: &str) {
-        use std::io::Write as _;
-        if self.json {
-            let _ = writeln!(anstream::stderr(), "{line}");
-        } else {
-            let _ = writeln!(anstream::stdout(), "{line}");
-        }
+        crate::output::write_human(self.json, line);
     }
 
     fn note(&self, text: &str) {
