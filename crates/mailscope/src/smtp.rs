@@ -214,6 +214,10 @@ pub struct SmtpArgs {
     /// Close the connection without QUIT after this stage (swaks' --drop-after).
     #[arg(long, value_name = "STAGE", value_parser = parse_stage, conflicts_with = "quit_after")]
     pub drop_after: Option<mailscope_proto::smtp::client::Stage>,
+    /// Close the connection right after sending this stage's command, without reading the
+    /// reply (swaks' --drop-after-send): first-ehlo, tls, ehlo, auth, mail, rcpt, data, dot.
+    #[arg(long, value_name = "STAGE", value_parser = parse_stage, conflicts_with_all = ["quit_after", "drop_after"])]
+    pub drop_after_send: Option<mailscope_proto::smtp::client::Stage>,
     /// XCLIENT attributes (Postfix), "NAME=value NAME=value" or repeated; sent after EHLO.
     #[arg(long, value_name = "NAME=VALUE ...")]
     pub xclient: Vec<String>,
@@ -634,6 +638,7 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
         mail_params: args.mail_param.clone(),
         rcpt_params: args.rcpt_param.clone(),
         drop_after: args.drop_after,
+        drop_after_send: args.drop_after_send,
         xclient: args
             .xclient
             .iter()
@@ -696,6 +701,7 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
     let mut state = SummaryState {
         peer_cert_out: args.tls_get_peer_cert.clone(),
         quit_after_given: args.quit_after.is_some(),
+        drop_after_send: args.drop_after_send.is_some(),
         ..SummaryState::default()
     };
     let result = loop {
@@ -765,6 +771,8 @@ struct SummaryState {
     /// --tls-get-peer-cert destination (`-`: the terminal).
     peer_cert_out: Option<String>,
     quit_after_given: bool,
+    /// The stop was --drop-after-send (the reply to that command was not read).
+    drop_after_send: bool,
     peer: Option<String>,
     connect_us: Option<u64>,
     tls: Option<TlsReport>,
@@ -975,10 +983,17 @@ fn on_event(rep: &mut Reporter, st: &mut SummaryState, c: &Client, ev: DriverEve
                             (
                                 "stopped".to_string(),
                                 Some(s.name().to_string()),
-                                format!(
-                                    "dropped the connection after {} as asked (no QUIT)",
-                                    s.name()
-                                ),
+                                if st.drop_after_send {
+                                    format!(
+                                        "dropped the connection right after sending {} as asked (reply not read, no QUIT)",
+                                        s.name()
+                                    )
+                                } else {
+                                    format!(
+                                        "dropped the connection after {} as asked (no QUIT)",
+                                        s.name()
+                                    )
+                                },
                             ),
                         ),
                         Outcome::Failed { step, reason, .. } => (

@@ -1598,3 +1598,51 @@ fn show_time_counts_from_the_session_start() {
         "times go forward: {stamped:?}"
     );
 }
+
+#[test]
+fn drop_after_send_leaves_without_reading_the_reply() {
+    // Peer: smtp-sink. swaks' --drop-after-send: the stage's command goes out, the
+    // connection closes, its reply is never read.
+    let server = peer("PEER_SMTP_SINK");
+    for (stage, last_sent) in [
+        ("rcpt", "RCPT TO:<a@example.test>\\r\\n"),
+        ("dot", ".\\r\\n"),
+    ] {
+        let run = smtp(&[
+            "--server",
+            server.as_str(),
+            "--to",
+            "a@example.test",
+            "--data",
+            "Subject: drop\n\nbody\n",
+            "--drop-after-send",
+            stage,
+            "--json",
+        ]);
+        run.expect_code(0);
+        let ended = run.ended();
+        assert_eq!(ended["outcome"], "stopped", "{}", run.ctx());
+        assert_eq!(ended["step"], stage, "{}", run.ctx());
+        let events = json_events(&run);
+        let last_io = events
+            .iter()
+            .rev()
+            .find(|e| e["type"] == "sent" || e["type"] == "received")
+            .expect("bytes went both ways");
+        assert_eq!(last_io["type"], "sent", "{stage}: {}", run.ctx());
+        assert!(
+            last_io["text"]
+                .as_str()
+                .is_some_and(|t| t.ends_with(last_sent)),
+            "{stage}: {last_io}"
+        );
+        assert!(
+            !run.sent_verbs().contains(&"QUIT".to_string()),
+            "{}",
+            run.ctx()
+        );
+    }
+    // Nothing is sent at the banner: a usage error, before connecting.
+    let run = smtp(&["--server", server.as_str(), "--drop-after-send", "banner"]);
+    run.expect_code(1);
+}

@@ -335,6 +335,10 @@ pub struct ClientOptions {
     pub rcpt_params: Vec<String>,
     /// Stop point without QUIT: the connection is closed there (`--drop-after`).
     pub drop_after: Option<Stage>,
+    /// Close the connection right after sending the command of this stage, without reading
+    /// its reply (swaks' `--drop-after-send`): what does the server do with a command, or a
+    /// message, whose client is gone? `Dot` closes after the final dot (or last BDAT chunk).
+    pub drop_after_send: Option<Stage>,
     /// Postfix XCLIENT attributes (`NAME`, `ADDR`, `PORT`, `PROTO`, `HELO`, `LOGIN`,
     /// `DESTADDR`, `DESTPORT`, ...), values as plain text (xtext-encoded when sent). Sent in
     /// one XCLIENT command after EHLO (after TLS when TLS is used); the server answers with a
@@ -384,6 +388,7 @@ impl Default for ClientOptions {
             mail_params: Vec::new(),
             rcpt_params: Vec::new(),
             drop_after: None,
+            drop_after_send: None,
             xclient: Vec::new(),
             raw_commands: Vec::new(),
             probe_smuggling: Vec::new(),
@@ -402,8 +407,26 @@ impl ClientOptions {
         if self.chunk_size == 0 {
             return Err("the BDAT chunk size must be at least 1".into());
         }
-        if self.quit_after.is_some() && self.drop_after.is_some() {
-            return Err("give either a quit-after or a drop-after stage, not both".into());
+        let stops = [
+            self.quit_after.is_some(),
+            self.drop_after.is_some(),
+            self.drop_after_send.is_some(),
+        ];
+        if stops.iter().filter(|s| **s).count() > 1 {
+            return Err(
+                "give one of quit-after, drop-after or drop-after-send, not several".into(),
+            );
+        }
+        if matches!(self.drop_after_send, Some(Stage::Connect | Stage::Banner)) {
+            return Err(
+                "nothing is sent at connect or banner: drop-after-send takes first-ehlo, tls, ehlo, auth, mail, rcpt, data or dot (drop-after connect hangs up at once)".into(),
+            );
+        }
+        if self.drop_after_send == Some(Stage::Tls) && !self.starttls {
+            return Err("drop-after-send tls needs STARTTLS (--tls)".into());
+        }
+        if self.drop_after_send == Some(Stage::Auth) && self.auth.is_none() {
+            return Err("drop-after-send auth needs AUTH (--auth)".into());
         }
         if !self.raw_commands.is_empty() && !self.lax {
             return Err(
@@ -1783,12 +1806,65 @@ impl Client {
         !matches!(self.state, State::Idle | State::Done) || !self.queued.is_empty()
     }
 
-    /// Expects one more reply, after those already due.
+    /// Expects one more reply, after those already due; or, at the drop-after-send stage,
+    /// hangs up instead (the command is already queued for sending).
     fn expect(&mut self, next: State) {
+        if self.finished {
+            return;
+        }
+        if let Some(stage) = self.opts.drop_after_send
+            && self.sends_stage(&next) == Some(stage)
+        {
+            self.note(&format!(
+                "drop-after-send {}: closing the connection without waiting for the reply",
+                stage.name()
+            ));
+            self.finish(Outcome::Dropped(stage));
+            return;
+        }
         if matches!(self.state, State::Idle) {
             self.state = next;
         } else {
             self.queued.push_back(next);
+        }
+    }
+
+    /// The stage whose command was just sent, for a reply state (drop-after-send).
+    fn sends_stage(&self, next: &State) -> Option<Stage> {
+        let last_hello = |after_tls: bool, after_xclient: bool| {
+            if !self.opts.xclient.is_empty() {
+                after_xclient
+            } else if self.opts.starttls && !self.opts.implicit_tls {
+                after_tls
+            } else {
+                true
+            }
+        };
+        match next {
+            State::ExpectHelloReply {
+                after_tls,
+                after_xclient,
+                ..
+            } => {
+                let last = last_hello(*after_tls, *after_xclient);
+                let first = !*after_tls && !*after_xclient;
+                match self.opts.drop_after_send {
+                    Some(Stage::FirstEhlo) if first => Some(Stage::FirstEhlo),
+                    Some(Stage::Ehlo) if last => Some(Stage::Ehlo),
+                    _ => None,
+                }
+            }
+            State::ExpectStartTlsReply => Some(Stage::Tls),
+            State::ExpectAuthReply(_) => Some(Stage::Auth),
+            State::ExpectMailReply => Some(Stage::Mail),
+            State::ExpectRcptReply { index } if index + 1 >= self.opts.to.len() => {
+                Some(Stage::Rcpt)
+            }
+            State::ExpectDataReply => Some(Stage::Data),
+            State::ExpectDataEndReply
+            | State::ExpectBdatReply { last: true, .. }
+            | State::ExpectLmtpReply { .. } => Some(Stage::Dot),
+            _ => None,
         }
     }
 
@@ -1835,6 +1911,10 @@ impl Client {
         redactions: Vec<Redaction>,
         next: State,
     ) {
+        if self.finished {
+            // Hung up (drop-after-send): nothing more goes out.
+            return;
+        }
         let offset = self.transcript.record_redacted(
             Direction::ClientToServer,
             self.now,

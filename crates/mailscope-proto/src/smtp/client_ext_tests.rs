@@ -855,6 +855,99 @@ fn drop_after_closes_without_quit_at_every_stage() {
     assert!(s.sent.is_empty());
 }
 
+#[test]
+fn drop_after_send_hangs_up_before_the_reply() {
+    // The last line sent is the stage's command; its reply is never read.
+    let cases: [(Stage, &str, &str); 8] = [
+        (Stage::FirstEhlo, "EHLO client.example.test\r\n", "EHLO"),
+        (Stage::Tls, "STARTTLS\r\n", "STARTTLS"),
+        (
+            Stage::Ehlo,
+            "STARTTLS\r\nEHLO client.example.test\r\n",
+            "EHLO",
+        ),
+        (Stage::Auth, "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n", "AUTH"),
+        (
+            Stage::Mail,
+            "MAIL FROM:<alice@example.test> SIZE=33\r\n",
+            "MAIL",
+        ),
+        (Stage::Rcpt, "RCPT TO:<carol@example.test>\r\n", "RCPT"),
+        (Stage::Data, "DATA\r\n", "DATA"),
+        (Stage::Dot, "\r\n.\r\n", "."),
+    ];
+    for (stage, tail, verb) in cases {
+        let mut o = base();
+        o.starttls = true;
+        o.allow_plaintext_auth = true;
+        o.auth = Some(AuthOptions {
+            mechanism: Some(Mechanism::Plain),
+            credentials: Credentials::new("alice", "secret"),
+            client_nonce: "n".into(),
+        });
+        o.drop_after_send = Some(stage);
+        let s = sim_checked(o, || {
+            Server::new(esmtp(&["STARTTLS", "AUTH PLAIN", "SIZE"]))
+        });
+        assert_eq!(s.outcome(), Outcome::Dropped(stage), "{stage:?}");
+        assert!(
+            s.sent_text().ends_with(tail),
+            "{stage:?}: {}",
+            s.sent_text()
+        );
+        assert!(!s.sent_text().contains("QUIT"), "{stage:?}");
+        // No reply to the last command was taken in: one command more than replies (for
+        // dot, the message after DATA's 354 is not a command).
+        let sent: Vec<&str> = s
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::CommandSent { command, .. } => Some(*command),
+                _ => None,
+            })
+            .collect();
+        let replies = s
+            .events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::ReplyReceived {
+                        command: Some(_),
+                        ..
+                    }
+                )
+            })
+            .count();
+        let unanswered = usize::from(stage != Stage::Dot);
+        assert_eq!(sent.len(), replies + unanswered, "{stage:?}: {sent:?}");
+        if stage != Stage::Dot {
+            assert_eq!(sent.last(), Some(&verb), "{stage:?}");
+        }
+    }
+    // With pipelining the group stops at the stage: no RCPT after MAIL.
+    let mut o = base();
+    o.pipeline = true;
+    o.drop_after_send = Some(Stage::Mail);
+    let s = sim(o, esmtp(&["PIPELINING", "SIZE"]));
+    assert_eq!(s.outcome(), Outcome::Dropped(Stage::Mail));
+    assert!(!s.sent_text().contains("RCPT"), "{}", s.sent_text());
+    // One stop only; nothing is sent at connect or banner.
+    for (q, d, ds) in [
+        (Some(Stage::Mail), None, Some(Stage::Rcpt)),
+        (None, Some(Stage::Mail), Some(Stage::Rcpt)),
+        (None, None, Some(Stage::Banner)),
+    ] {
+        let mut o = base();
+        o.quit_after = q;
+        o.drop_after = d;
+        o.drop_after_send = ds;
+        let s = sim(o, esmtp(FULL));
+        assert_eq!(s.step(), Some(FailedStep::Options), "{q:?} {d:?} {ds:?}");
+        assert!(s.sent.is_empty());
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // XCLIENT, PROXY
 // ---------------------------------------------------------------------------------------
