@@ -1140,9 +1140,21 @@ struct EngineState {
     greylist: HashMap<(usize, String), GreyEntry>,
 }
 
+/// Most greylist entries kept: the table grows with every new client/sender/recipient
+/// triplet, which a client controls. When full, expired entries go first, then the oldest
+/// tenth.
+pub const MAX_GREYLIST_ENTRIES: usize = 100_000;
+/// A first attempt not retried within this long is forgotten (postgrey's retry window: 2
+/// days): a later retry starts over.
+const GREYLIST_RETRY_WINDOW_US: u64 = 2 * 86_400 * 1_000_000;
+/// A triplet that passed is remembered this long after it was last seen (postgrey: 35 days).
+const GREYLIST_PASSED_MAX_AGE_US: u64 = 35 * 86_400 * 1_000_000;
+
 #[derive(Debug, Clone, Copy)]
 struct GreyEntry {
     first_seen: Timestamp,
+    /// The last attempt (first attempt, or the last pass).
+    last_seen: Timestamp,
     /// The (connection, message) of the first attempt: more recipients of that same
     /// transaction are the same attempt, not a retry.
     attempt: (u64, u64),
@@ -1274,19 +1286,32 @@ fn greylist_check(
         key.push_str(&part.to_lowercase());
     }
     let now = ctx.now;
+    if table
+        .get(&(rule, key.clone()))
+        .is_some_and(|e| grey_expired(e, now))
+    {
+        table.remove(&(rule, key.clone()));
+    }
     match table.get_mut(&(rule, key.clone())) {
         None => {
+            if table.len() >= MAX_GREYLIST_ENTRIES {
+                make_room(table, now);
+            }
             table.insert(
                 (rule, key.clone()),
                 GreyEntry {
                     first_seen: now,
+                    last_seen: now,
                     attempt,
                     passed: false,
                 },
             );
             GreyOutcome::Defer(format!("greylisted: first attempt of {key}"))
         }
-        Some(e) if e.passed => GreyOutcome::Pass,
+        Some(e) if e.passed => {
+            e.last_seen = now;
+            GreyOutcome::Pass
+        }
         Some(e) if e.attempt == attempt => {
             GreyOutcome::Defer(format!("greylisted: first attempt of {key}"))
         }
@@ -1294,6 +1319,7 @@ fn greylist_check(
             let waited_ms = now.0.saturating_sub(e.first_seen.0) / 1_000;
             if waited_ms >= g.min_wait_ms {
                 e.passed = true;
+                e.last_seen = now;
                 GreyOutcome::Pass
             } else {
                 GreyOutcome::Defer(format!(
@@ -1303,6 +1329,29 @@ fn greylist_check(
             }
         }
     }
+}
+
+/// Whether a greylist entry is past its time: a first attempt not retried within the retry
+/// window, or a passed triplet not seen for the maximum age.
+fn grey_expired(e: &GreyEntry, now: Timestamp) -> bool {
+    if e.passed {
+        now.0.saturating_sub(e.last_seen.0) > GREYLIST_PASSED_MAX_AGE_US
+    } else {
+        now.0.saturating_sub(e.first_seen.0) > GREYLIST_RETRY_WINDOW_US
+    }
+}
+
+/// Frees room in a full greylist table: expired entries, then the least recently seen tenth.
+fn make_room(table: &mut HashMap<(usize, String), GreyEntry>, now: Timestamp) {
+    table.retain(|_, e| !grey_expired(e, now));
+    if table.len() < MAX_GREYLIST_ENTRIES {
+        return;
+    }
+    let mut ages: Vec<u64> = table.values().map(|e| e.last_seen.0).collect();
+    let cut = ages.len() / 10;
+    let (_, nth, _) = ages.select_nth_unstable(cut);
+    let threshold = *nth;
+    table.retain(|_, e| e.last_seen.0 > threshold);
 }
 
 impl Rule {
@@ -1953,6 +2002,54 @@ accept_but_drop = true
             2_000,
         ));
         assert_eq!(a, ReplyAction::Reply(greylist_reply()));
+    }
+
+    #[test]
+    fn greylist_entries_expire_and_the_table_is_bounded() {
+        let e = engine(
+            "[[rule]]\nstage = \"rcpt\"\ngreylist = { min_wait_ms = 1000 }\n",
+            1,
+        );
+        const DAY: u64 = 86_400_000;
+        let at = |p: &mut SessionPolicy, conn: u32, ms: u64| {
+            inner(ask(p, ReplyStage::Rcpt, conn, 1, Some("b@x"), Some("a@y"), &[], ms)).3
+        };
+        let mut p = e.session(localhost());
+        assert!(at(&mut p, 1, 0).contains("first attempt"));
+        // Not retried within the 2-day window: the retry is a first attempt again.
+        let mut p = e.session(localhost());
+        assert!(at(&mut p, 1, 3 * DAY).contains("first attempt"));
+        let mut p = e.session(localhost());
+        assert_eq!(
+            ask(&mut p, ReplyStage::Rcpt, 1, 1, Some("b@x"), Some("a@y"), &[], 3 * DAY + 2_000),
+            ReplyAction::Default
+        );
+        // Passed: remembered while seen within 35 days, forgotten after.
+        let mut p = e.session(localhost());
+        assert_eq!(
+            ask(&mut p, ReplyStage::Rcpt, 1, 1, Some("b@x"), Some("a@y"), &[], 30 * DAY),
+            ReplyAction::Default
+        );
+        let mut p = e.session(localhost());
+        assert!(at(&mut p, 1, 66 * DAY).contains("first attempt"));
+
+        // A full table makes room: expired entries first, then the least recently seen.
+        let mut table = HashMap::new();
+        for i in 0..MAX_GREYLIST_ENTRIES {
+            table.insert(
+                (0, format!("k{i}")),
+                GreyEntry {
+                    first_seen: Timestamp(i as u64),
+                    last_seen: Timestamp(i as u64),
+                    attempt: (1, 1),
+                    passed: true,
+                },
+            );
+        }
+        make_room(&mut table, Timestamp(MAX_GREYLIST_ENTRIES as u64));
+        assert!(table.len() <= MAX_GREYLIST_ENTRIES * 9 / 10, "{}", table.len());
+        assert!(!table.contains_key(&(0, "k0".to_string())));
+        assert!(table.contains_key(&(0, format!("k{}", MAX_GREYLIST_ENTRIES - 1))));
     }
 
     #[test]
