@@ -754,6 +754,8 @@ enum Phase {
 #[derive(Debug)]
 struct BdatChunk {
     rx: BdatReceiver,
+    /// Client-stream offset of the chunk's first octet.
+    start: u64,
     last: bool,
     size: u64,
     refusal: Option<ServerReply>,
@@ -815,7 +817,14 @@ struct Transaction {
     body: Option<Body>,
     smtputf8: bool,
     bdat: Option<MessageBuffer>,
+    /// Client-stream ranges of the BDAT chunks received so far (elided from the transcript
+    /// once the message is done, as DATA content is); at most [`MAX_ELIDED_CHUNKS`].
+    bdat_ranges: Vec<(u64, u64)>,
 }
+
+/// Most BDAT chunks of one message whose bytes are dropped from the transcript; the bytes of
+/// chunks beyond stay (and count against the transcript cap).
+const MAX_ELIDED_CHUNKS: usize = 1_000;
 
 impl Transaction {
     fn eight_bit_declared(&self) -> bool {
@@ -837,7 +846,7 @@ pub struct Server {
     transcript: Transcript,
     /// Client-stream range of the last message's content, dropped from the transcript
     /// once the front end has seen it (the message itself is stored elsewhere).
-    pending_elide: Option<(u64, u64)>,
+    pending_elide: Vec<(u64, u64)>,
     /// Whether the transcript cap was reported.
     transcript_cap_reported: bool,
     input: Vec<u8>,
@@ -909,7 +918,7 @@ impl Server {
                 t.set_keep_limit(Some(TRANSCRIPT_KEEP_LIMIT));
                 t
             },
-            pending_elide: None,
+            pending_elide: Vec::new(),
             transcript_cap_reported: false,
             input: Vec::new(),
             pos: 0,
@@ -1363,7 +1372,7 @@ impl Server {
 
     /// Drops the last message's content from the transcript (see `pending_elide`).
     fn elide_last_content(&mut self) {
-        if let Some((start, end)) = self.pending_elide.take() {
+        for (start, end) in std::mem::take(&mut self.pending_elide) {
             let label = format!("message content, {} octets, stored separately", end - start);
             self.transcript
                 .elide(Direction::ClientToServer, start, end, &label);
@@ -2430,6 +2439,7 @@ impl Server {
                 body,
                 smtputf8,
                 bdat: None,
+                bdat_ranges: Vec::new(),
             });
         }
     }
@@ -2718,6 +2728,7 @@ impl Server {
         // would be taken for commands (a smuggling vector of its own).
         self.phase = Phase::Bdat(BdatChunk {
             rx: BdatReceiver::new(size, start),
+            start,
             last,
             size,
             refusal,
@@ -2800,6 +2811,12 @@ impl Server {
             );
             return;
         }
+        if chunk.size > 0
+            && let Some(t) = &mut self.txn
+            && t.bdat_ranges.len() < MAX_ELIDED_CHUNKS
+        {
+            t.bdat_ranges.push((chunk.start, chunk.start + chunk.size));
+        }
         if !chunk.last {
             let accepted = self.respond(
                 Some(verb),
@@ -2820,9 +2837,13 @@ impl Server {
         let Some(buf) = txn.bdat.take() else {
             return;
         };
+        let ranges = std::mem::take(&mut txn.bdat_ranges);
         let start = buf.stream_offset(0).unwrap_or_else(|| self.stream_pos());
         let data = buf.finish(Vec::new(), eight, !binary, None);
         self.finish_message(data, Transfer::Bdat, start);
+        // The chunks' bytes are stored with the message: the transcript keeps the BDAT lines
+        // and a note of each chunk's size, as it does for DATA content.
+        self.pending_elide.extend(ranges);
     }
 
     fn accepted_reply(&self, id: &str) -> ServerReply {
@@ -2852,7 +2873,7 @@ impl Server {
             // stream is right after it now); BDAT interleaves command lines, so it is kept.
             let end = self.stream_pos().saturating_sub(3);
             if end > content_offset {
-                self.pending_elide = Some((content_offset, end));
+                self.pending_elide.push((content_offset, end));
             }
         }
         let default = if data.overflow {

@@ -901,8 +901,39 @@ fn bdat_chunks_with_exact_lengths() {
         let m = &messages(&r.events)[0];
         assert_eq!(m.content, b"Subject: x\r\n\r\nab.\r\nQUIT\r\n");
         assert_eq!(m.transfer, Transfer::Bdat);
-        let stream = r.server.transcript().stream(Direction::ClientToServer);
-        assert!(stream[m.content_offset as usize..].starts_with(b"Subject: x"));
+        let input = steps.concat();
+        assert!(input[m.content_offset as usize..].starts_with(b"Subject: x"));
+        // The chunks' bytes are stored with the message, so the transcript keeps only their
+        // sizes (at their offsets); the BDAT lines, and the refused chunk outside any
+        // transaction, stay.
+        let t = r.server.transcript();
+        assert_eq!(t.len(Direction::ClientToServer), input.len() as u64);
+        let elided: Vec<(u64, u64)> = t
+            .chunks()
+            .iter()
+            .filter(|c| c.elided.is_some())
+            .map(|c| (c.offset, c.len()))
+            .collect();
+        let first = m.content_offset;
+        let second = input
+            .windows(13)
+            .position(|w| w == b"BDAT 9 LAST\r\n")
+            .expect("second chunk") as u64
+            + 13;
+        assert_eq!(elided, [(first, 16), (second, 9)], "chunk {chunk}");
+        let kept: Vec<u8> = t
+            .chunks()
+            .iter()
+            .filter(|c| c.direction == Direction::ClientToServer && c.elided.is_none())
+            .flat_map(|c| c.bytes.clone())
+            .collect();
+        let kept = String::from_utf8_lossy(&kept);
+        assert!(
+            kept.contains("BDAT 16\r\n") && kept.contains("BDAT 9 LAST\r\n"),
+            "{kept}"
+        );
+        assert!(!kept.contains("Subject: x"), "{kept}");
+        assert!(kept.contains("BDAT 6\r\nQUIT\r\n"), "{kept}");
         let ev = (r.events.clone(), r.replies.clone());
         match &whole {
             None => whole = Some(ev),
