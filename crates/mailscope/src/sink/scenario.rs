@@ -2012,7 +2012,17 @@ accept_but_drop = true
         );
         const DAY: u64 = 86_400_000;
         let at = |p: &mut SessionPolicy, conn: u32, ms: u64| {
-            inner(ask(p, ReplyStage::Rcpt, conn, 1, Some("b@x"), Some("a@y"), &[], ms)).3
+            inner(ask(
+                p,
+                ReplyStage::Rcpt,
+                conn,
+                1,
+                Some("b@x"),
+                Some("a@y"),
+                &[],
+                ms,
+            ))
+            .3
         };
         let mut p = e.session(localhost());
         assert!(at(&mut p, 1, 0).contains("first attempt"));
@@ -2021,13 +2031,31 @@ accept_but_drop = true
         assert!(at(&mut p, 1, 3 * DAY).contains("first attempt"));
         let mut p = e.session(localhost());
         assert_eq!(
-            ask(&mut p, ReplyStage::Rcpt, 1, 1, Some("b@x"), Some("a@y"), &[], 3 * DAY + 2_000),
+            ask(
+                &mut p,
+                ReplyStage::Rcpt,
+                1,
+                1,
+                Some("b@x"),
+                Some("a@y"),
+                &[],
+                3 * DAY + 2_000
+            ),
             ReplyAction::Default
         );
         // Passed: remembered while seen within 35 days, forgotten after.
         let mut p = e.session(localhost());
         assert_eq!(
-            ask(&mut p, ReplyStage::Rcpt, 1, 1, Some("b@x"), Some("a@y"), &[], 30 * DAY),
+            ask(
+                &mut p,
+                ReplyStage::Rcpt,
+                1,
+                1,
+                Some("b@x"),
+                Some("a@y"),
+                &[],
+                30 * DAY
+            ),
             ReplyAction::Default
         );
         let mut p = e.session(localhost());
@@ -2047,7 +2075,11 @@ accept_but_drop = true
             );
         }
         make_room(&mut table, Timestamp(MAX_GREYLIST_ENTRIES as u64));
-        assert!(table.len() <= MAX_GREYLIST_ENTRIES * 9 / 10, "{}", table.len());
+        assert!(
+            table.len() <= MAX_GREYLIST_ENTRIES * 9 / 10,
+            "{}",
+            table.len()
+        );
         assert!(!table.contains_key(&(0, "k0".to_string())));
         assert!(table.contains_key(&(0, format!("k{}", MAX_GREYLIST_ENTRIES - 1))));
     }
