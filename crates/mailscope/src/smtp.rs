@@ -221,6 +221,10 @@ pub struct SmtpArgs {
     /// XCLIENT attributes (Postfix), "NAME=value NAME=value" or repeated; sent after EHLO.
     #[arg(long, value_name = "NAME=VALUE ...")]
     pub xclient: Vec<String>,
+    /// Send XCLIENT before STARTTLS (with --tls) instead of after it (swaks'
+    /// --xclient-before-starttls).
+    #[arg(long, requires = "xclient")]
+    pub xclient_before_starttls: bool,
     /// Send a raw line at a stage (STAGE:LINE, \r\n escapes understood; needs --lax).
     #[arg(long, value_name = "STAGE:LINE", requires = "lax")]
     pub raw_command: Vec<String>,
@@ -639,6 +643,7 @@ pub async fn run(global: &GlobalArgs, args: &SmtpArgs) -> Result<ExitCode> {
         rcpt_params: args.rcpt_param.clone(),
         drop_after: args.drop_after,
         drop_after_send: args.drop_after_send,
+        xclient_before_tls: args.xclient_before_starttls,
         xclient: args
             .xclient
             .iter()

@@ -344,6 +344,9 @@ pub struct ClientOptions {
     /// one XCLIENT command after EHLO (after TLS when TLS is used); the server answers with a
     /// new 220 greeting and the session goes on with EHLO.
     pub xclient: Vec<(String, String)>,
+    /// Send XCLIENT before STARTTLS instead of after it (swaks'
+    /// `--xclient-before-starttls`): for servers that take XCLIENT only in plaintext.
+    pub xclient_before_tls: bool,
     /// Verbatim command lines to inject (`lax` only).
     pub raw_commands: Vec<RawCommand>,
     /// SMTP smuggling probes, one message per end-of-data variant, instead of the normal
@@ -390,6 +393,7 @@ impl Default for ClientOptions {
             drop_after: None,
             drop_after_send: None,
             xclient: Vec::new(),
+            xclient_before_tls: false,
             raw_commands: Vec::new(),
             probe_smuggling: Vec::new(),
             channel_binding: None,
@@ -437,6 +441,9 @@ impl ClientOptions {
             && let Some(p) = self.dsn.problems().into_iter().next()
         {
             return Err(format!("{p} (--lax sends it anyway)"));
+        }
+        if self.xclient_before_tls && (self.xclient.is_empty() || !self.starttls) {
+            return Err("xclient-before-starttls needs XCLIENT attributes and STARTTLS".into());
         }
         for (name, _) in &self.xclient {
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
@@ -1247,6 +1254,10 @@ impl Client {
 
     /// After an EHLO: STARTTLS if wanted, then XCLIENT if wanted, then AUTH or the mail.
     fn continue_session(&mut self) {
+        if self.opts.xclient_before_tls && !self.opts.xclient.is_empty() && !self.xclient_done {
+            self.send_xclient();
+            return;
+        }
         if self.opts.starttls && !self.tls {
             if !self.caps.as_ref().is_some_and(|c| c.has("STARTTLS")) {
                 self.fail_without_reply(
@@ -1832,7 +1843,7 @@ impl Client {
     /// The stage whose command was just sent, for a reply state (drop-after-send).
     fn sends_stage(&self, next: &State) -> Option<Stage> {
         let last_hello = |after_tls: bool, after_xclient: bool| {
-            if !self.opts.xclient.is_empty() {
+            if !self.opts.xclient.is_empty() && !self.opts.xclient_before_tls {
                 after_xclient
             } else if self.opts.starttls && !self.opts.implicit_tls {
                 after_tls

@@ -968,6 +968,28 @@ fn xclient_restarts_the_session_with_ehlo() {
     assert!(s.sent_text().starts_with(
         "EHLO client.example.test\r\nSTARTTLS\r\nEHLO client.example.test\r\nXCLIENT NAME=spike.porcupine.org ADDR=168.100.189.2 HELO=a+20helo+3Dname LOGIN=[UNAVAILABLE]\r\nEHLO client.example.test\r\nMAIL"
     ), "{}", s.sent_text());
+    // Before STARTTLS (swaks' --xclient-before-starttls): EHLO, XCLIENT, EHLO, STARTTLS,
+    // EHLO; the stages still come in order, and drop-after-send ehlo means the last EHLO.
+    let mut before = o.clone();
+    before.xclient_before_tls = true;
+    let s = sim_checked(before.clone(), move || Server::new(esmtp(kw)));
+    assert_eq!(s.outcome(), Outcome::Completed);
+    assert!(s.sent_text().starts_with(
+        "EHLO client.example.test\r\nXCLIENT NAME=spike.porcupine.org ADDR=168.100.189.2 HELO=a+20helo+3Dname LOGIN=[UNAVAILABLE]\r\nEHLO client.example.test\r\nSTARTTLS\r\nEHLO client.example.test\r\nMAIL"
+    ), "{}", s.sent_text());
+    before.drop_after_send = Some(Stage::Ehlo);
+    let s = sim_checked(before.clone(), move || Server::new(esmtp(kw)));
+    assert_eq!(s.outcome(), Outcome::Dropped(Stage::Ehlo));
+    assert!(
+        s.sent_text()
+            .ends_with("STARTTLS\r\nEHLO client.example.test\r\n"),
+        "{}",
+        s.sent_text()
+    );
+    let mut no_tls = o.clone();
+    no_tls.starttls = false;
+    no_tls.xclient_before_tls = true;
+    assert!(no_tls.validate().is_err());
     // Not offered: exit 33 before sending it; an attribute not offered, too.
     let s = sim(o.clone(), esmtp(&["STARTTLS"]));
     assert_eq!(s.step().map(FailedStep::exit_code), Some(33));
