@@ -381,6 +381,24 @@ registry! {
     TLS_CERT_EXPIRES_SOON = ("tls.cert.expires-soon", Warning, "RFC 5280 §4.1.2.5",
         "The server's certificate expires within 30 days.");
 
+    // -- Probe (mailscope probe) --
+    /// The port accepts connections but sends no greeting.
+    PROBE_NO_GREETING = ("probe.no-greeting", Warning, "RFC 5321 §3.1, RFC 9051 §7.1, RFC 1939 §4",
+        "The port accepts TCP connections but sent no greeting in time (or closed without one): a tarpit, an overloaded server, or another protocol on this port.",
+        fix: "Check that the mail service listening on this port is the one meant to, and that it is not throttling this client (postscreen, greet-delay).");
+    /// The server greets with a refusal (421 or 554).
+    PROBE_GREETING_REFUSED = ("probe.greeting-refused", Warning, "RFC 5321 §3.1, §4.2.3",
+        "The server answered the connection with 421 or 554: it refuses sessions from this client right now (load, policy, or a block list).",
+        fix: "Read the greeting text; check the server's connection limits, postscreen or DNSBL policy for this client address.");
+    /// A submission port that offers no STARTTLS.
+    PROBE_SUBMISSION_NO_TLS = ("probe.submission-no-tls", Error, "RFC 8314 §3.3, RFC 6409 §4",
+        "The submission port offers no STARTTLS: user credentials and mail can only be sent in the clear.",
+        fix: "Enable STARTTLS on the submission service (Postfix: smtpd_tls_security_level=encrypt for port 587), or offer implicit TLS on 465.");
+    /// STARTTLS (or implicit TLS) was offered but the handshake failed.
+    PROBE_TLS_FAILED = ("probe.tls-failed", Error, "RFC 3207, RFC 8314 §3",
+        "The port offers TLS (STARTTLS or implicit TLS) but the TLS handshake failed: clients that insist on TLS cannot use it.",
+        fix: "Check the server's certificate and key configuration and that it speaks TLS 1.2 or 1.3.");
+
     // -- SPF (mailscope spf, check) --
     /// The domain publishes no SPF record.
     SPF_RECORD_NONE = ("spf.record.none", Warning, "RFC 7208 §4.5",

@@ -103,6 +103,10 @@ pub enum Command {
     /// refusal or error answer is reported as such, not as a listing.
     #[command(after_help = crate::checks::dnsbl::DNSBL_EXAMPLES)]
     Dnsbl(Box<crate::checks::dnsbl::DnsblArgs>),
+    /// Probe a host's mail ports at once: open, closed or filtered, banner, protocol,
+    /// capabilities and AUTH before and after TLS, TLS version, cipher and certificate.
+    #[command(after_help = crate::probe_cmd::PROBE_EXAMPLES)]
+    Probe(Box<crate::probe_cmd::ProbeArgs>),
     /// Open-relay test: tries the standard relay patterns (as nmap's smtp-open-relay) up to
     /// RCPT, never DATA, against the one host you name.
     #[command(after_help = crate::checks::relay::RELAY_EXAMPLES)]

@@ -12,6 +12,7 @@ mod imap_cmd;
 mod message;
 mod output;
 mod pop3_cmd;
+mod probe_cmd;
 mod sasl_cmd;
 mod sink;
 mod smtp;
@@ -105,6 +106,7 @@ fn main() {
             cli::Command::Dkim(args) => checks::dkim::run(&cli.global, args).await,
             cli::Command::Dmarc(args) => checks::dmarc::run(&cli.global, args).await,
             cli::Command::Dnsbl(args) => checks::dnsbl::run(&cli.global, args).await,
+            cli::Command::Probe(args) => probe_cmd::run(&cli.global, args).await,
             cli::Command::RelayTest(args) => checks::relay::run(&cli.global, args).await,
             cli::Command::Sasl(args) => sasl_cmd::run(&cli.global, args),
             cli::Command::Base64(args) => base64_cmd::run(&cli.global, args),
