@@ -398,6 +398,14 @@ registry! {
     PROBE_TLS_FAILED = ("probe.tls-failed", Error, "RFC 3207, RFC 8314 §3",
         "The port offers TLS (STARTTLS or implicit TLS) but the TLS handshake failed: clients that insist on TLS cannot use it.",
         fix: "Check the server's certificate and key configuration and that it speaks TLS 1.2 or 1.3.");
+    /// The server let an AUTH exchange start before STARTTLS.
+    PROBE_AUTH_BEFORE_TLS = ("probe.auth-before-tls", Error, "RFC 4954 §4, RFC 8314 §3",
+        "Before STARTTLS the server answered AUTH with a 334 challenge: a client (or a downgrade attacker who strips STARTTLS) can send its password in the clear. The probe cancelled the exchange with `*` and sent no credentials.",
+        fix: "Allow AUTH only after TLS (Postfix: smtpd_tls_auth_only = yes; Dovecot: disable_plaintext_auth = yes / auth_allow_cleartext = no).");
+    /// A submission port took MAIL FROM before STARTTLS and AUTH.
+    PROBE_MAIL_BEFORE_TLS = ("probe.mail-before-tls", Warning, "RFC 8314 §3.3, RFC 6409 §4.3",
+        "On a submission port the server accepted MAIL FROM before STARTTLS and before AUTH: TLS is not enforced, and unauthenticated submission may be possible. The probe sent RSET at once.",
+        fix: "Require TLS and authentication on the submission port (Postfix master.cf: -o smtpd_tls_security_level=encrypt -o smtpd_sasl_auth_enable=yes -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject).");
 
     // -- SPF (mailscope spf, check) --
     /// The domain publishes no SPF record.

@@ -14,8 +14,8 @@ use clap::Args;
 use futures_util::future::join_all;
 use mailscope_net::{NetError, TlsClient, TlsClientOptions, TlsReport, Verification};
 use mailscope_proto::finding::{
-    Finding, PROBE_GREETING_REFUSED, PROBE_NO_GREETING, PROBE_SUBMISSION_NO_TLS, PROBE_TLS_FAILED,
-    TLS_CERT_EXPIRES_SOON,
+    Finding, PROBE_AUTH_BEFORE_TLS, PROBE_GREETING_REFUSED, PROBE_MAIL_BEFORE_TLS,
+    PROBE_NO_GREETING, PROBE_SUBMISSION_NO_TLS, PROBE_TLS_FAILED, TLS_CERT_EXPIRES_SOON,
 };
 use serde_json::{Value, json};
 
@@ -197,6 +197,10 @@ struct PortReport {
     tls: Option<Box<TlsReport>>,
     tls_error: Option<String>,
     session_failure: Option<String>,
+    /// SMTP with STARTTLS: the replies to `MAIL FROM:<>` and to an AUTH that was cancelled,
+    /// both sent before STARTTLS (is TLS enforced?).
+    mail_before_tls: Option<String>,
+    auth_before_tls: Option<(String, String)>,
     findings: Vec<Finding>,
     elapsed_us: u64,
 }
@@ -222,6 +226,8 @@ impl PortReport {
             tls: None,
             tls_error: None,
             session_failure: None,
+            mail_before_tls: None,
+            auth_before_tls: None,
             findings: Vec::new(),
             elapsed_us: 0,
         }
@@ -358,6 +364,67 @@ async fn probe_smtp(plan: &Plan, r: &mut PortReport) {
     .await;
     if let Err(e) = run {
         r.on_session_error(e);
+    }
+}
+
+/// Is TLS enforced? A second plaintext session: `MAIL FROM:<>` then RSET, and AUTH with a
+/// mechanism the server offers (PLAIN if none) cancelled with `*` at the first challenge —
+/// one command at a time, no credentials ever sent.
+async fn probe_smtp_enforcement(plan: &Plan, r: &mut PortReport) {
+    use mailscope_net::smtp::{DriverEvent as D, SmtpTarget, run_smtp_client};
+    use mailscope_proto::smtp::client::{Client, ClientOptions, Event as E, RawCommand, Stage};
+    let mech = r
+        .auth_before
+        .as_ref()
+        .and_then(|a| a.iter().find(|m| !m.ends_with("-PLUS")).cloned())
+        .unwrap_or_else(|| "PLAIN".to_string());
+    let raw = |s: &str| RawCommand {
+        stage: Stage::FirstEhlo,
+        bytes: format!("{s}\r\n").into_bytes(),
+    };
+    let target = SmtpTarget {
+        host: plan.address.clone(),
+        port: r.port,
+        implicit_tls: false,
+        timeout: plan.timeout,
+        local: None,
+        proxy: None,
+    };
+    let mut client = Client::new(ClientOptions {
+        helo_name: "mailscope.invalid".into(),
+        quit_after: Some(Stage::FirstEhlo),
+        step_timeout_us: plan.step_us(),
+        lax: true,
+        raw_commands: vec![
+            raw("MAIL FROM:<>"),
+            raw("RSET"),
+            raw(&format!("AUTH {mech}")),
+            raw("*"),
+        ],
+        ..ClientOptions::default()
+    });
+    let mut replies: Vec<(String, u16, String)> = Vec::new();
+    let _ = run_smtp_client(&target, &plan.tls, &mut client, |_, ev| {
+        if let D::Machine(
+            _,
+            E::ReplyReceived {
+                command: Some(c),
+                reply,
+                ..
+            },
+        ) = ev
+        {
+            replies.push((c.to_string(), reply.code, reply.summary()));
+        }
+    })
+    .await;
+    // The raw commands' replies, in order, after EHLO's.
+    let mut it = replies.iter().skip_while(|(c, ..)| c != "MAIL");
+    if let Some((_, _, summary)) = it.next() {
+        r.mail_before_tls = Some(summary.clone());
+    }
+    if let Some((_, _, summary)) = it.find(|(c, ..)| c == "AUTH") {
+        r.auth_before_tls = Some((mech, summary.clone()));
     }
 }
 
@@ -508,7 +575,12 @@ async fn probe_port(plan: &Plan, port: u16, proto: Proto, insecure: bool) -> Por
     let cap = plan.timeout * 3 + plan.greeting_timeout * 6;
     let session = async {
         match proto {
-            Proto::Smtp | Proto::Submission | Proto::Smtps => probe_smtp(plan, &mut r).await,
+            Proto::Smtp | Proto::Submission | Proto::Smtps => {
+                probe_smtp(plan, &mut r).await;
+                if r.starttls_offered == Some(true) && r.state() == "open" {
+                    probe_smtp_enforcement(plan, &mut r).await;
+                }
+            }
             Proto::Pop3 | Proto::Pop3s => probe_pop3(plan, &mut r).await,
             Proto::Imap | Proto::Imaps => probe_imap(plan, &mut r).await,
         }
@@ -562,6 +634,23 @@ fn add_findings(r: &mut PortReport, insecure: bool, greeting_timeout: Duration) 
     if let Some(e) = &r.tls_error {
         r.findings
             .push(Finding::new(PROBE_TLS_FAILED, format!("port {port}: {e}")));
+    }
+    if let Some((mech, reply)) = &r.auth_before_tls
+        && reply.starts_with("334")
+    {
+        r.findings.push(Finding::new(
+            PROBE_AUTH_BEFORE_TLS,
+            format!("port {port}: AUTH {mech} before STARTTLS got \"{reply}\" (cancelled with *)"),
+        ));
+    }
+    if r.proto == Proto::Submission
+        && let Some(reply) = &r.mail_before_tls
+        && reply.starts_with('2')
+    {
+        r.findings.push(Finding::new(
+            PROBE_MAIL_BEFORE_TLS,
+            format!("port {port}: MAIL FROM:<> before STARTTLS got \"{reply}\""),
+        ));
     }
     if r.proto == Proto::Submission && r.starttls_offered == Some(false) {
         r.findings.push(Finding::new(
@@ -653,6 +742,21 @@ fn port_text(r: &PortReport) -> String {
             list_or_none(&r.auth_after)
         ));
     }
+    if let Some(reply) = &r.mail_before_tls {
+        lines.push(format!(
+            "before STARTTLS, MAIL FROM:<> got: {reply} (then RSET)"
+        ));
+    }
+    if let Some((mech, reply)) = &r.auth_before_tls {
+        let verdict = if reply.starts_with("334") {
+            "AUTH is possible in plaintext"
+        } else {
+            "TLS enforced for AUTH"
+        };
+        lines.push(format!(
+            "before STARTTLS, AUTH {mech} got: {reply} ({verdict}; cancelled, no credentials sent)"
+        ));
+    }
     if let Some(t) = &r.tls {
         lines.push(format!(
             "TLS ({}): {} {}",
@@ -734,6 +838,10 @@ fn port_json(host: &str, address: &str, r: &PortReport) -> Value {
         "auth_before_tls": r.auth_before,
         "auth_after_tls": r.auth_after,
         "plaintext_login_before_tls": r.plaintext_login_before_tls,
+        "enforcement": (r.mail_before_tls.is_some() || r.auth_before_tls.is_some()).then(|| json!({
+            "mail_before_starttls": r.mail_before_tls,
+            "auth_before_starttls": r.auth_before_tls.as_ref().map(|(m, reply)| json!({ "mechanism": m, "reply": reply })),
+        })),
         "tls": tls,
         "tls_error": r.tls_error,
         "session_failure": r.session_failure,

@@ -311,3 +311,63 @@ fn bad_ports_are_usage_errors() {
     let run = mailscope(&["probe", "127.0.0.1", "--ports", "25/http"]);
     assert_eq!(run.code, 1, "{}", run.ctx());
 }
+
+#[test]
+fn tls_enforcement_is_tested_without_credentials() {
+    // Postfix (smtpd_tls_auth_only): MAIL before STARTTLS is fine on port 25, AUTH is not
+    // offered or taken before TLS. Dovecot submission answers AUTH with 334 in plaintext:
+    // the probe cancels it with `*` and reports it.
+    let ca = var("PEER_CA");
+    let (postfix, submission) = (port("PEER_POSTFIX"), port("PEER_SUBMISSION"));
+    let ports = format!("{postfix}/smtp,{submission}/submission");
+    let run = mailscope(&[
+        "probe",
+        "127.0.0.1",
+        "--ports",
+        &ports,
+        "--tls-ca-path",
+        &ca,
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.ctx());
+    let ev = json_events(&run);
+    let p = &result(&ev, postfix.parse().expect("port"))["detail"]["enforcement"];
+    assert!(
+        p["mail_before_starttls"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("250")),
+        "{p}"
+    );
+    let auth = p["auth_before_starttls"]["reply"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        auth.starts_with('5'),
+        "Postfix refuses AUTH before TLS: {auth}"
+    );
+    let s = &result(&ev, submission.parse().expect("port"))["detail"]["enforcement"];
+    assert!(
+        s["mail_before_starttls"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("530")),
+        "Dovecot wants AUTH first: {s}"
+    );
+    assert!(
+        s["auth_before_starttls"]["reply"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("334")),
+        "{s}"
+    );
+    let ids = finding_ids(&ev);
+    assert!(
+        ids.contains(&"probe.auth-before-tls".to_string()),
+        "{ids:?}"
+    );
+    assert!(
+        !ids.contains(&"probe.mail-before-tls".to_string()),
+        "{ids:?}"
+    );
+    // Nothing secret was ever sent: the human transcript is not shown, but the JSON has no
+    // AUTH payload beyond the mechanism and the cancel.
+    assert!(!run.stdout.contains("AUTH PLAIN AG"), "{}", run.ctx());
+}

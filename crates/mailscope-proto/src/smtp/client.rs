@@ -1775,12 +1775,23 @@ impl Client {
         if self.raw_pending.iter().all(|r| r.stage != stage) {
             return false;
         }
-        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.raw_pending)
-            .into_iter()
-            .partition(|r| r.stage == stage);
-        self.raw_pending = rest;
-        // After DATA's 354 the bytes are message text: nothing answers them.
+        // After DATA's 354 the bytes are message text: nothing answers them, so they all go
+        // at once. Otherwise one injected command at a time: its replies are read before the
+        // next goes (`at_stage` comes back here), so nothing is pipelined that the user did not
+        // put on one line (servers such as Postfix 3.9 drop unannounced pipelining).
         let in_data = stage == Stage::Data && !self.txn.bdat();
+        let mine: Vec<RawCommand> = if in_data {
+            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.raw_pending)
+                .into_iter()
+                .partition(|r| r.stage == stage);
+            self.raw_pending = rest;
+            mine
+        } else {
+            match self.raw_pending.iter().position(|r| r.stage == stage) {
+                Some(i) => vec![self.raw_pending.remove(i)],
+                None => Vec::new(),
+            }
+        };
         let mut waits = false;
         for r in mine {
             let verb = raw_verb(&r.bytes);

@@ -1094,6 +1094,52 @@ fn lax_tries_auth_that_is_not_offered() {
 }
 
 #[test]
+fn raw_commands_at_one_stage_go_one_at_a_time() {
+    // Two injected commands at one stage are not pipelined: the second goes after the
+    // first's reply (a server that forbids unannounced pipelining would drop the session).
+    let mut o = base();
+    o.lax = true;
+    o.quit_after = Some(Stage::FirstEhlo);
+    o.raw_commands = vec![
+        RawCommand {
+            stage: Stage::FirstEhlo,
+            bytes: b"MAIL FROM:<>\r\n".to_vec(),
+        },
+        RawCommand {
+            stage: Stage::FirstEhlo,
+            bytes: b"RSET\r\n".to_vec(),
+        },
+    ];
+    let s = sim_checked(o, || Server::new(esmtp(FULL)));
+    let order: Vec<String> = s
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CommandSent { command, .. } => Some(format!("sent {command}")),
+            Event::ReplyReceived {
+                command: Some(c), ..
+            } => Some(format!("reply {c}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "sent EHLO",
+            "reply EHLO",
+            "sent MAIL",
+            "reply MAIL",
+            "sent RSET",
+            "reply RSET",
+            "sent QUIT",
+            "reply QUIT"
+        ],
+        "{}",
+        s.sent_text()
+    );
+}
+
+#[test]
 fn raw_commands_need_lax_and_are_injected_at_their_stage() {
     let mut o = base();
     o.raw_commands = vec![RawCommand {
