@@ -42,8 +42,9 @@ pub struct ProbeArgs {
     #[arg(value_name = "HOST")]
     pub host: String,
     /// Ports to probe, comma separated, each as PORT or
-    /// PORT/smtp|submission|smtps|pop3|pop3s|imap|imaps (a bare port must be one of the
-    /// usual seven).
+    /// PORT/smtp|submission|smtps|pop3|pop3s|imap|imaps. A bare port other than the usual
+    /// seven is detected from its greeting (or, silent for 1.5 s, TLS first), and the report
+    /// marks the protocol as a guess.
     #[arg(
         long,
         value_name = "PORT[/PROTO],...",
@@ -123,8 +124,8 @@ impl Proto {
 }
 
 /// Parses `--ports`.
-fn parse_ports(specs: &[String]) -> Result<Vec<(u16, Proto)>, String> {
-    let mut out: Vec<(u16, Proto)> = Vec::new();
+fn parse_ports(specs: &[String]) -> Result<Vec<(u16, Option<Proto>)>, String> {
+    let mut out: Vec<(u16, Option<Proto>)> = Vec::new();
     for spec in specs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let (port, label) = match spec.split_once('/') {
             Some((p, l)) => (p, Some(l)),
@@ -135,22 +136,20 @@ fn parse_ports(specs: &[String]) -> Result<Vec<(u16, Proto)>, String> {
             .ok()
             .filter(|p| *p > 0)
             .ok_or_else(|| format!("--ports: {spec:?} is not a port number (1-65535)"))?;
+        // A port without a label and without a usual protocol is detected (`None`).
         let proto = match label {
-            Some(l) => Proto::ALL
-                .into_iter()
-                .find(|p| p.name().eq_ignore_ascii_case(l))
-                .ok_or_else(|| {
-                    format!(
-                        "--ports: unknown protocol {l:?} in {spec:?} (one of {})",
-                        Proto::ALL.map(Proto::name).join(", ")
-                    )
-                })?,
-            None => Proto::for_port(port).ok_or_else(|| {
-                format!(
-                    "--ports: port {port} has no usual protocol; name it, e.g. {port}/smtp (one of {})",
-                    Proto::ALL.map(Proto::name).join(", ")
-                )
-            })?,
+            Some(l) => Some(
+                Proto::ALL
+                    .into_iter()
+                    .find(|p| p.name().eq_ignore_ascii_case(l))
+                    .ok_or_else(|| {
+                        format!(
+                            "--ports: unknown protocol {l:?} in {spec:?} (one of {})",
+                            Proto::ALL.map(Proto::name).join(", ")
+                        )
+                    })?,
+            ),
+            None => Proto::for_port(port),
         };
         if out.iter().any(|(p, _)| *p == port) {
             return Err(format!("--ports: port {port} is given twice"));
@@ -201,6 +200,11 @@ struct PortReport {
     /// both sent before STARTTLS (is TLS enforced?).
     mail_before_tls: Option<String>,
     auth_before_tls: Option<(String, String)>,
+    /// The protocol was detected from what the port said (no label, no usual port), with
+    /// what it was detected from.
+    guessed: Option<String>,
+    /// False when detection failed: `proto` is then a placeholder.
+    proto_known: bool,
     findings: Vec<Finding>,
     elapsed_us: u64,
 }
@@ -228,6 +232,8 @@ impl PortReport {
             session_failure: None,
             mail_before_tls: None,
             auth_before_tls: None,
+            guessed: None,
+            proto_known: true,
             findings: Vec::new(),
             elapsed_us: 0,
         }
@@ -279,6 +285,17 @@ impl PortReport {
             return "no-greeting";
         }
         "open"
+    }
+
+    /// The protocol for reports: `smtp?` when guessed, `?` when not known.
+    fn proto_label(&self) -> String {
+        if !self.proto_known {
+            "?".into()
+        } else if self.guessed.is_some() {
+            format!("{}?", self.proto.name())
+        } else {
+            self.proto.name().into()
+        }
     }
 
     fn tls_mode(&self) -> Option<&'static str> {
@@ -568,9 +585,21 @@ async fn probe_imap(plan: &Plan, r: &mut PortReport) {
 }
 
 /// Probes one port: the session, then the probe's own findings.
-async fn probe_port(plan: &Plan, port: u16, proto: Proto, insecure: bool) -> PortReport {
+async fn probe_port(plan: &Plan, port: u16, proto: Option<Proto>, insecure: bool) -> PortReport {
     let started = Instant::now();
+    let (proto, guessed) = match proto {
+        Some(p) => (p, None),
+        None => match detect(plan, port).await {
+            Ok((p, why)) => (p, Some(why)),
+            Err(mut r) => {
+                r.elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                add_findings(&mut r, insecure, plan.greeting_timeout);
+                return *r;
+            }
+        },
+    };
     let mut r = PortReport::new(port, proto);
+    r.guessed = guessed;
     // A hard cap on the whole port, whatever the server does.
     let cap = plan.timeout * 3 + plan.greeting_timeout * 6;
     let session = async {
@@ -595,6 +624,105 @@ async fn probe_port(plan: &Plan, port: u16, proto: Proto, insecure: bool) -> Por
     r.elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     add_findings(&mut r, insecure, plan.greeting_timeout);
     r
+}
+
+/// The protocol of a port nobody named: what it says first (SMTP `220`/`421`/`554`, POP3
+/// `+OK`/`-ERR`, IMAP `* OK`/`* PREAUTH`/`* BYE`); if it says nothing before the greeting
+/// timeout, whether it speaks TLS first, and then what it says inside. `Err` is the report of
+/// a port that could not be told (closed, silent, unknown greeting).
+async fn detect(plan: &Plan, port: u16) -> Result<(Proto, String), Box<PortReport>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut r = PortReport::new(port, Proto::Smtp);
+    r.proto_known = false;
+    let first_words = |stream_bytes: &[u8]| -> Option<Proto> {
+        let b = stream_bytes;
+        if b.starts_with(b"220") || b.starts_with(b"421") || b.starts_with(b"554") {
+            Some(Proto::Smtp)
+        } else if b.starts_with(b"+OK") || b.starts_with(b"-ERR") {
+            Some(Proto::Pop3)
+        } else if b.starts_with(b"* OK") || b.starts_with(b"* PREAUTH") || b.starts_with(b"* BYE") {
+            Some(Proto::Imap)
+        } else {
+            None
+        }
+    };
+    let started = Instant::now();
+    let conn = match mailscope_net::connect_tcp(&plan.address, port, plan.timeout).await {
+        Ok(c) => c,
+        Err(e) => {
+            r.on_session_error(mailscope_net::smtp::SessionError::Connect(e));
+            return Err(Box::new(r));
+        }
+    };
+    r.on_connected(
+        conn.peer,
+        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    );
+    let mut stream = conn.stream;
+    let mut buf = vec![0u8; 512];
+    let judge = |r: &mut PortReport, bytes: &[u8]| -> Result<(Proto, String), ()> {
+        let text = String::from_utf8_lossy(bytes).trim_end().to_string();
+        match first_words(bytes) {
+            Some(p) => Ok((p, format!("detected from the greeting {text:?}"))),
+            None => {
+                r.greeting = Some(if bytes.is_empty() {
+                    "(closed without a word)".into()
+                } else {
+                    text.clone()
+                });
+                r.session_failure = Some(format!(
+                    "the greeting {text:?} is not SMTP, POP3 or IMAP: name the protocol with PORT/LABEL"
+                ));
+                Err(())
+            }
+        }
+    };
+    // A TLS port says nothing in plaintext: after a short wait, try TLS on a second
+    // connection; a slow greeter (postscreen's greet pause) still gets the rest of the
+    // greeting timeout on the first one.
+    let quick = plan.greeting_timeout.min(Duration::from_millis(1500));
+    if let Ok(Ok(n)) = tokio::time::timeout(quick, stream.read(&mut buf)).await {
+        return judge(&mut r, &buf[..n]).map_err(|()| Box::new(r));
+    }
+    if let Some(found) = detect_tls(plan, port, &first_words).await {
+        return Ok(found);
+    }
+    let rest = plan.greeting_timeout.saturating_sub(quick);
+    if let Ok(Ok(n)) = tokio::time::timeout(rest, stream.read(&mut buf)).await {
+        return judge(&mut r, &buf[..n]).map_err(|()| Box::new(r));
+    }
+    Err(Box::new(r))
+}
+
+/// Implicit TLS on a port that was silent in plaintext: the protocol of the greeting inside.
+async fn detect_tls(
+    plan: &Plan,
+    port: u16,
+    first_words: &dyn Fn(&[u8]) -> Option<Proto>,
+) -> Option<(Proto, String)> {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = vec![0u8; 512];
+    let conn = mailscope_net::connect_tcp(&plan.address, port, plan.timeout)
+        .await
+        .ok()?;
+    let plain = mailscope_net::MaybeTlsStream::Plain(conn.stream);
+    let (mut tls, _) = plain
+        .upgrade(&plan.tls, &plan.address, plan.timeout)
+        .await
+        .ok()?;
+    let n = match tokio::time::timeout(plan.greeting_timeout, tls.read(&mut buf)).await {
+        Ok(Ok(n)) => n,
+        _ => 0,
+    };
+    let p = match first_words(&buf[..n])? {
+        Proto::Smtp => Proto::Smtps,
+        Proto::Pop3 => Proto::Pop3s,
+        _ => Proto::Imaps,
+    };
+    Some((
+        p,
+        "detected: silent in plaintext, TLS first, then the greeting".into(),
+    ))
 }
 
 fn add_findings(r: &mut PortReport, insecure: bool, greeting_timeout: Duration) {
@@ -708,9 +836,17 @@ fn port_text(r: &PortReport) -> String {
         lines.push(why.clone());
         return lines.join("\n");
     }
+    if let Some(g) = &r.guessed {
+        lines.push(format!("protocol {}: {g}", r.proto.name()));
+    }
+    if let Some(f) = &r.session_failure
+        && !r.proto_known
+    {
+        lines.push(f.clone());
+    }
     lines.push(format!(
         "{}{}, connected in {}",
-        r.proto.name(),
+        r.proto_label(),
         r.peer
             .as_deref()
             .map(|p| format!(" at {p}"))
@@ -824,7 +960,8 @@ fn port_json(host: &str, address: &str, r: &PortReport) -> Value {
         "host": host,
         "address": address,
         "port": r.port,
-        "protocol": r.proto.name(),
+        "protocol": r.proto_known.then(|| r.proto.name()),
+        "protocol_guessed": r.guessed,
         "state": r.state(),
         "peer": r.peer,
         "connect_us": r.connect_us,
@@ -866,7 +1003,7 @@ fn table_row(r: &PortReport) -> String {
         "{:<6} {:<12} {:<11} {:<18} {:<9} {:<36} {}",
         r.port,
         r.state(),
-        r.proto.name(),
+        r.proto_label(),
         tls,
         r.banner_us.map(ms).unwrap_or_else(|| "-".into()),
         auth,
@@ -993,13 +1130,14 @@ mod tests {
         assert_eq!(
             p,
             vec![
-                (25, Proto::Smtp),
-                (2525, Proto::Smtp),
-                (993, Proto::Imaps),
-                (12110, Proto::Pop3)
+                (25, Some(Proto::Smtp)),
+                (2525, Some(Proto::Smtp)),
+                (993, Some(Proto::Imaps)),
+                (12110, Some(Proto::Pop3))
             ]
         );
-        assert!(parse_ports(&specs("2525")).is_err());
+        // No label, no usual protocol: detected at probe time.
+        assert_eq!(parse_ports(&specs("2525")).unwrap(), [(2525, None)]);
         assert!(parse_ports(&specs("25/http")).is_err());
         assert!(parse_ports(&specs("25,25/smtp")).is_err());
         assert!(parse_ports(&specs("0")).is_err());

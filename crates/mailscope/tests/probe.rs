@@ -305,11 +305,60 @@ fn closed_silent_and_refusing_ports_are_told_apart() {
 
 #[test]
 fn bad_ports_are_usage_errors() {
-    let run = mailscope(&["probe", "127.0.0.1", "--ports", "2525"]);
-    assert_eq!(run.code, 1, "{}", run.ctx());
-    assert!(run.stderr.contains("name it"), "{}", run.ctx());
     let run = mailscope(&["probe", "127.0.0.1", "--ports", "25/http"]);
     assert_eq!(run.code, 1, "{}", run.ctx());
+    let run = mailscope(&["probe", "127.0.0.1", "--ports", "0"]);
+    assert_eq!(run.code, 1, "{}", run.ctx());
+}
+
+#[test]
+fn unlabelled_ports_are_detected_and_said_to_be_a_guess() {
+    // The peers' ports are not the usual ones, so without labels each protocol is detected:
+    // from the greeting, or (silent in plaintext) TLS first and the greeting inside.
+    let ca = var("PEER_CA");
+    let keys = [
+        ("PEER_POSTFIX", "smtp"),
+        ("PEER_POP3", "pop3"),
+        ("PEER_IMAP", "imap"),
+        ("PEER_SUBMISSIONS", "smtps"),
+        ("PEER_IMAPS", "imaps"),
+    ];
+    let ports: Vec<String> = keys.iter().map(|(k, _)| port(k)).collect();
+    // And a port that greets with something else entirely.
+    let odd = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let odd_port = odd.local_addr().expect("addr").port();
+    let t = std::thread::spawn(move || {
+        if let Ok((mut s, _)) = odd.accept() {
+            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    let list = format!("{},{odd_port}", ports.join(","));
+    let run = mailscope(&[
+        "probe",
+        "127.0.0.1",
+        "--ports",
+        &list,
+        "--tls-ca-path",
+        &ca,
+        "--json",
+    ]);
+    let _ = t.join();
+    assert_eq!(run.code, 0, "{}", run.ctx());
+    let ev = json_events(&run);
+    for ((_, want), p) in keys.iter().zip(&ports) {
+        let d = &result(&ev, p.parse().expect("port"))["detail"];
+        assert_eq!(d["protocol"], *want, "{d}");
+        assert!(d["protocol_guessed"].as_str().is_some(), "{d}");
+    }
+    let d = &result(&ev, odd_port)["detail"];
+    assert!(d["protocol"].is_null(), "{d}");
+    assert!(
+        run.stderr.contains("not SMTP, POP3 or IMAP")
+            || run.stdout.contains("not SMTP, POP3 or IMAP"),
+        "{}",
+        run.ctx()
+    );
 }
 
 #[test]
