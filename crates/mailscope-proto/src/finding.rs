@@ -402,6 +402,10 @@ registry! {
     PROBE_AUTH_BEFORE_TLS = ("probe.auth-before-tls", Error, "RFC 4954 §4, RFC 8314 §3",
         "Before STARTTLS the server answered AUTH with a 334 challenge: a client (or a downgrade attacker who strips STARTTLS) can send its password in the clear. The probe cancelled the exchange with `*` and sent no credentials.",
         fix: "Allow AUTH only after TLS (Postfix: smtpd_tls_auth_only = yes; Dovecot: disable_plaintext_auth = yes / auth_allow_cleartext = no).");
+    /// MX hosts of one domain differ (STARTTLS, TLS, certificate, reachability).
+    PROBE_MX_INCONSISTENT = ("probe.mx-inconsistent", Warning, "RFC 5321 §5.1, RFC 3207",
+        "The MX hosts of the domain do not behave alike: a sender gets STARTTLS, a valid certificate or a connection from one and not from another, depending on which it reaches.",
+        fix: "Configure every MX host the same way (same TLS settings and certificate coverage), or remove the host that lags behind from the MX set.");
     /// A submission port took MAIL FROM before STARTTLS and AUTH.
     PROBE_MAIL_BEFORE_TLS = ("probe.mail-before-tls", Warning, "RFC 8314 §3.3, RFC 6409 §4.3",
         "On a submission port the server accepted MAIL FROM before STARTTLS and before AUTH: TLS is not enforced, and unauthenticated submission may be possible. The probe sent RSET at once.",

@@ -15,7 +15,8 @@ use futures_util::future::join_all;
 use mailscope_net::{NetError, TlsClient, TlsClientOptions, TlsReport, Verification};
 use mailscope_proto::finding::{
     Finding, PROBE_AUTH_BEFORE_TLS, PROBE_GREETING_REFUSED, PROBE_MAIL_BEFORE_TLS,
-    PROBE_NO_GREETING, PROBE_SUBMISSION_NO_TLS, PROBE_TLS_FAILED, TLS_CERT_EXPIRES_SOON,
+    PROBE_MX_INCONSISTENT, PROBE_NO_GREETING, PROBE_SUBMISSION_NO_TLS, PROBE_TLS_FAILED,
+    TLS_CERT_EXPIRES_SOON,
 };
 use serde_json::{Value, json};
 
@@ -29,8 +30,11 @@ pub const PROBE_EXAMPLES: &str = "Examples:
   # All seven mail ports (25, 465, 587, 110, 995, 143, 993) at once
   mailscope probe mail.example.net
 
-  # Chosen ports, with the protocol named where the port number does not tell
-  mailscope probe mx.example.net --ports 25,2525/smtp,587/submission --timeout 5
+  # Chosen ports; 2525 has no label, so its protocol is detected (and marked as a guess)
+  mailscope probe mx.example.net --ports 25,2525,587/submission --timeout 5
+
+  # Every MX host of a domain on port 25, and where they differ
+  mailscope probe --mx example.net
 
   # A test server with a private CA, as JSON events
   mailscope probe 127.0.0.1 --ports 12526/smtp,12993/imaps --tls-ca-path ca.pem --json";
@@ -39,8 +43,16 @@ pub const PROBE_EXAMPLES: &str = "Examples:
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
     /// The host to probe: a name (resolved through --resolver when given) or an IP address.
-    #[arg(value_name = "HOST")]
-    pub host: String,
+    #[arg(
+        value_name = "HOST",
+        required_unless_present = "mx",
+        conflicts_with = "mx"
+    )]
+    pub host: Option<String>,
+    /// Probe every MX host of DOMAIN (port 25 unless --ports is given) and report where they
+    /// differ (STARTTLS on one but not another, ...).
+    #[arg(long, value_name = "DOMAIN")]
+    pub mx: Option<String>,
     /// Ports to probe, comma separated, each as PORT or
     /// PORT/smtp|submission|smtps|pop3|pop3s|imap|imaps. A bare port other than the usual
     /// seven is detected from its greeting (or, silent for 1.5 s, TLS first), and the report
@@ -1031,10 +1043,18 @@ async fn resolve(out: &CheckOutput, host: &str) -> Result<IpAddr, String> {
 
 /// Runs `mailscope probe`.
 pub async fn run(global: &GlobalArgs, args: &ProbeArgs) -> Result<ExitCode> {
+    if let Some(domain) = &args.mx {
+        return run_mx(global, args, domain).await;
+    }
     let ports = parse_ports(&args.ports).map_err(UsageError)?;
     let timeout = seconds("--timeout", args.timeout)?;
     let greeting_timeout = seconds("--greeting-timeout", args.greeting_timeout)?;
-    let host = args.host.trim_end_matches('.').to_owned();
+    let host = args
+        .host
+        .as_deref()
+        .unwrap_or_default()
+        .trim_end_matches('.')
+        .to_owned();
     if host.is_empty() {
         return Err(UsageError("HOST is empty".into()).into());
     }
@@ -1114,6 +1134,190 @@ pub async fn run(global: &GlobalArgs, args: &ProbeArgs) -> Result<ExitCode> {
         }
     }
     Ok(out.finish(global))
+}
+
+/// At most this many MX hosts are probed.
+const MAX_MX_HOSTS: usize = 10;
+
+/// `--mx DOMAIN`: every MX host (best first), each at its first address, then what differs
+/// between them.
+async fn run_mx(global: &GlobalArgs, args: &ProbeArgs, domain: &str) -> Result<ExitCode> {
+    let specs_given = args.ports != ["25", "465", "587", "110", "995", "143", "993"];
+    let ports = if specs_given {
+        parse_ports(&args.ports).map_err(UsageError)?
+    } else {
+        vec![(25, Some(Proto::Smtp))]
+    };
+    let timeout = seconds("--timeout", args.timeout)?;
+    let greeting_timeout = seconds("--greeting-timeout", args.greeting_timeout)?;
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    mailscope_mailauth::dns::check_name(&domain)
+        .map_err(|why| UsageError(format!("--mx {domain:?}: {why}")))?;
+    let mut out = CheckOutput::start(global, "probe", &domain, &args.dns)?;
+    let dns = out.dns();
+    let hosts: Vec<String> = match dns.mx(&domain).await {
+        mailscope_mailauth::dns::Answer::Records(mx) => {
+            let mut names: Vec<String> = Vec::new();
+            for (_, h) in mx {
+                if !h.is_empty() && !names.contains(&h) {
+                    names.push(h);
+                }
+            }
+            names
+        }
+        mailscope_mailauth::dns::Answer::NoData => vec![domain.clone()],
+        other => {
+            let why = format!("MX look-up for {domain}: {}", other.outcome());
+            out.result("probe", &domain, "error", &why, json!({ "domain": domain }));
+            return Ok(out.finish_with(global, ExitCode::CONNECT));
+        }
+    };
+    if hosts.is_empty() {
+        out.result(
+            "probe",
+            &domain,
+            "none",
+            "null MX: the domain accepts no mail",
+            json!({ "domain": domain }),
+        );
+        return Ok(out.finish(global));
+    }
+    if hosts.len() > MAX_MX_HOSTS {
+        out.note(&format!(
+            "probing the first {MAX_MX_HOSTS} of {} MX hosts",
+            hosts.len()
+        ));
+    }
+    let hosts: Vec<String> = hosts.into_iter().take(MAX_MX_HOSTS).collect();
+    let mut plans = Vec::new();
+    for h in &hosts {
+        match resolve(&out, h).await {
+            Ok(ip) => {
+                let tls = TlsClient::new(&TlsClientOptions {
+                    insecure: true,
+                    extra_ca_files: args.tls_ca_path.clone(),
+                    sni: Some(h.clone()),
+                    ..TlsClientOptions::default()
+                })
+                .map_err(|e| UsageError(e.to_string()))?;
+                plans.push((
+                    h.clone(),
+                    ip,
+                    Plan {
+                        address: ip.to_string(),
+                        timeout,
+                        greeting_timeout,
+                        tls,
+                    },
+                ));
+            }
+            Err(why) => out.result("probe", h, "error", &why, json!({ "host": h })),
+        }
+    }
+    out.flush_dns();
+    let started = Instant::now();
+    let all = join_all(plans.iter().map(|(_, _, plan)| {
+        join_all(
+            ports
+                .iter()
+                .map(|&(port, proto)| probe_port(plan, port, proto, args.insecure)),
+        )
+    }))
+    .await;
+    out.line(&format!(
+        "probe --mx {domain}: {} MX host(s), {} port(s) each, in {}",
+        plans.len(),
+        ports.len(),
+        ms(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX))
+    ));
+    out.line(&format!(
+        "{:<28} {:<6} {:<12} {:<11} {:<18} {:<9} {:<36} CERT",
+        "HOST", "PORT", "STATE", "PROTOCOL", "TLS", "BANNER", "AUTH before → after TLS"
+    ));
+    for ((h, _, _), reports) in plans.iter().zip(&all) {
+        for r in reports {
+            out.line(&format!("{h:<28} {}", table_row(r)));
+        }
+    }
+    out.line("");
+    for ((h, ip, _), reports) in plans.iter().zip(&all) {
+        for r in reports {
+            out.result(
+                "probe",
+                &format!("{h}:{}", r.port),
+                r.state(),
+                &port_text(r),
+                port_json(h, &ip.to_string(), r),
+            );
+            for f in &r.findings {
+                out.finding(f);
+            }
+        }
+    }
+    let named: Vec<(&str, &[PortReport])> = plans
+        .iter()
+        .zip(&all)
+        .map(|((h, _, _), r)| (h.as_str(), r.as_slice()))
+        .collect();
+    for f in mx_inconsistencies(&named) {
+        out.finding(&f);
+    }
+    Ok(out.finish(global))
+}
+
+/// Where MX hosts differ on the same port: senders get different security depending on
+/// which host they reach.
+fn mx_inconsistencies(hosts: &[(&str, &[PortReport])]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if hosts.len() < 2 {
+        return out;
+    }
+    let ports: Vec<u16> = hosts
+        .first()
+        .map(|(_, r)| r.iter().map(|p| p.port).collect())
+        .unwrap_or_default();
+    type Fact = fn(&PortReport) -> Option<String>;
+    let facts: [(&str, Fact); 4] = [
+        ("state", |r| Some(r.state().to_string())),
+        ("STARTTLS", |r| {
+            r.starttls_offered
+                .map(|b| if b { "offered" } else { "not offered" }.to_string())
+        }),
+        ("TLS", |r| {
+            Some(
+                r.tls
+                    .as_ref()
+                    .map_or("none".to_string(), |t| t.version.clone()),
+            )
+        }),
+        ("certificate", |r| {
+            r.tls.as_ref().map(|t| match &t.verification {
+                Verification::Verified => "verified".to_string(),
+                Verification::Failed { .. } => "does not verify".to_string(),
+                Verification::NotPerformed { .. } => "not checked".to_string(),
+            })
+        }),
+    ];
+    for port in ports {
+        for (what, fact) in &facts {
+            let values: Vec<(String, String)> = hosts
+                .iter()
+                .filter_map(|(h, rs)| {
+                    let r = rs.iter().find(|r| r.port == port)?;
+                    Some((h.to_string(), fact(r)?))
+                })
+                .collect();
+            let first = values.first().map(|(_, v)| v.clone());
+            if values.iter().any(|(_, v)| Some(v) != first.as_ref()) {
+                let list: Vec<String> = values.iter().map(|(h, v)| format!("{h}: {v}")).collect();
+                out.push(Finding::new(
+                    PROBE_MX_INCONSISTENT,
+                    format!("port {port}, {what}: {}", list.join("; ")),
+                ));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

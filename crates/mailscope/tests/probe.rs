@@ -420,3 +420,76 @@ fn tls_enforcement_is_tested_without_credentials() {
     // AUTH payload beyond the mechanism and the cancel.
     assert!(!run.stdout.contains("AUTH PLAIN AG"), "{}", run.ctx());
 }
+
+#[test]
+fn mx_hosts_that_differ_are_a_finding() {
+    // probe.test (testdata/dns/probe.test.zone): MX 10 mx1 = 127.0.0.1 (the Postfix peer,
+    // STARTTLS), MX 20 mx2 = 127.0.0.2, where this test runs `mailscope sink` on the same port
+    // without STARTTLS.
+    let port = port("PEER_POSTFIX");
+    let mut sink = std::process::Command::new(env!("CARGO_BIN_EXE_mailscope"))
+        .args([
+            "--no-config",
+            "sink",
+            "--listen",
+            &format!("smtp://127.0.0.2:{port}"),
+            "--no-ext",
+            "starttls",
+            "--no-store",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start mailscope sink");
+    let addr: std::net::SocketAddr = format!("127.0.0.2:{port}").parse().expect("addr");
+    let up = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    });
+    let dns = peer_addr("PEER_DNS").to_string();
+    let ca = var("PEER_CA");
+    let ports = format!("{port}/smtp");
+    let run = mailscope(&[
+        "probe",
+        "--mx",
+        "probe.test",
+        "--ports",
+        &ports,
+        "--resolver",
+        &dns,
+        "--tls-ca-path",
+        &ca,
+        "--json",
+    ]);
+    let _ = sink.kill();
+    let _ = sink.wait();
+    assert!(up, "the sink on {addr} did not start");
+    assert_eq!(run.code, 0, "{}", run.ctx());
+    let ev = json_events(&run);
+    let subjects: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["type"] == "check_result")
+        .filter_map(|e| e["subject"].as_str())
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            format!("mx1.probe.test:{port}"),
+            format!("mx2.probe.test:{port}")
+        ],
+        "{}",
+        run.ctx()
+    );
+    let inconsistent: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["type"] == "finding" && e["id"] == "probe.mx-inconsistent")
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    assert!(
+        inconsistent
+            .iter()
+            .any(|d| d.contains("STARTTLS") && d.contains("mx2.probe.test: not offered")),
+        "{inconsistent:?}\n{}",
+        run.ctx()
+    );
+}
