@@ -1138,8 +1138,23 @@ pub async fn run(global: &GlobalArgs, args: &ProbeArgs) -> Result<ExitCode> {
 
 /// At most this many MX hosts are probed.
 const MAX_MX_HOSTS: usize = 10;
+/// At most this many addresses of one MX host are probed.
+const MAX_MX_ADDRESSES: usize = 4;
 
-/// `--mx DOMAIN`: every MX host (best first), each at its first address, then what differs
+/// Every address of `host` (A, then AAAA), at most [`MAX_MX_ADDRESSES`].
+async fn resolve_all(out: &CheckOutput, host: &str) -> Result<Vec<IpAddr>, String> {
+    let dns = out.dns();
+    let (a, aaaa) = tokio::join!(dns.a(host), dns.aaaa(host));
+    let mut ips: Vec<IpAddr> = a.records().iter().map(|x| IpAddr::V4(*x)).collect();
+    ips.extend(aaaa.records().iter().map(|x| IpAddr::V6(*x)));
+    ips.truncate(MAX_MX_ADDRESSES);
+    if ips.is_empty() {
+        return Err(format!("{host} has no A or AAAA record"));
+    }
+    Ok(ips)
+}
+
+/// `--mx DOMAIN`: every MX host (best first) at each of its addresses, then what differs
 /// between them.
 async fn run_mx(global: &GlobalArgs, args: &ProbeArgs, domain: &str) -> Result<ExitCode> {
     let specs_given = args.ports != ["25", "465", "587", "110", "995", "143", "993"];
@@ -1191,25 +1206,34 @@ async fn run_mx(global: &GlobalArgs, args: &ProbeArgs, domain: &str) -> Result<E
     let hosts: Vec<String> = hosts.into_iter().take(MAX_MX_HOSTS).collect();
     let mut plans = Vec::new();
     for h in &hosts {
-        match resolve(&out, h).await {
-            Ok(ip) => {
-                let tls = TlsClient::new(&TlsClientOptions {
-                    insecure: true,
-                    extra_ca_files: args.tls_ca_path.clone(),
-                    sni: Some(h.clone()),
-                    ..TlsClientOptions::default()
-                })
-                .map_err(|e| UsageError(e.to_string()))?;
-                plans.push((
-                    h.clone(),
-                    ip,
-                    Plan {
-                        address: ip.to_string(),
-                        timeout,
-                        greeting_timeout,
-                        tls,
-                    },
-                ));
+        match resolve_all(&out, h).await {
+            Ok(ips) => {
+                let several = ips.len() > 1;
+                for ip in ips {
+                    let tls = TlsClient::new(&TlsClientOptions {
+                        insecure: true,
+                        extra_ca_files: args.tls_ca_path.clone(),
+                        sni: Some(h.clone()),
+                        ..TlsClientOptions::default()
+                    })
+                    .map_err(|e| UsageError(e.to_string()))?;
+                    // One address: the host's name; several: name and address.
+                    let label = if several {
+                        format!("{h} ({ip})")
+                    } else {
+                        h.clone()
+                    };
+                    plans.push((
+                        label,
+                        ip,
+                        Plan {
+                            address: ip.to_string(),
+                            timeout,
+                            greeting_timeout,
+                            tls,
+                        },
+                    ));
+                }
             }
             Err(why) => out.result("probe", h, "error", &why, json!({ "host": h })),
         }
@@ -1225,7 +1249,8 @@ async fn run_mx(global: &GlobalArgs, args: &ProbeArgs, domain: &str) -> Result<E
     }))
     .await;
     out.line(&format!(
-        "probe --mx {domain}: {} MX host(s), {} port(s) each, in {}",
+        "probe --mx {domain}: {} MX host(s) at {} address(es), {} port(s) each, in {}",
+        hosts.len(),
         plans.len(),
         ports.len(),
         ms(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX))

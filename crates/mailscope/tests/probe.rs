@@ -461,9 +461,44 @@ fn mx_hosts_that_differ_are_a_finding() {
         &ca,
         "--json",
     ]);
+    // One MX host with both addresses: each address is probed on its own.
+    let multi = mailscope(&[
+        "probe",
+        "--mx",
+        "multi.probe.test",
+        "--ports",
+        &ports,
+        "--resolver",
+        &dns,
+        "--tls-ca-path",
+        &ca,
+        "--json",
+    ]);
     let _ = sink.kill();
     let _ = sink.wait();
     assert!(up, "the sink on {addr} did not start");
+    assert_eq!(multi.code, 0, "{}", multi.ctx());
+    let mev = json_events(&multi);
+    let msubjects: Vec<&str> = mev
+        .iter()
+        .filter(|e| e["type"] == "check_result")
+        .filter_map(|e| e["subject"].as_str())
+        .collect();
+    assert_eq!(
+        msubjects,
+        [
+            format!("both.probe.test (127.0.0.1):{port}"),
+            format!("both.probe.test (127.0.0.2):{port}")
+        ],
+        "{}",
+        multi.ctx()
+    );
+    assert!(
+        mev.iter()
+            .any(|e| e["type"] == "finding" && e["id"] == "probe.mx-inconsistent"),
+        "{}",
+        multi.ctx()
+    );
     assert_eq!(run.code, 0, "{}", run.ctx());
     let ev = json_events(&run);
     let subjects: Vec<&str> = ev
