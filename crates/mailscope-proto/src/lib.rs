@@ -16,6 +16,7 @@
 
 pub mod escape;
 pub mod finding;
+pub mod greeting;
 pub mod imap;
 pub mod pop3;
 pub mod sasl;

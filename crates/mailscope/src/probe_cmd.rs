@@ -646,17 +646,13 @@ async fn detect(plan: &Plan, port: u16) -> Result<(Proto, String), Box<PortRepor
     use tokio::io::AsyncReadExt as _;
     let mut r = PortReport::new(port, Proto::Smtp);
     r.proto_known = false;
-    let first_words = |stream_bytes: &[u8]| -> Option<Proto> {
-        let b = stream_bytes;
-        if b.starts_with(b"220") || b.starts_with(b"421") || b.starts_with(b"554") {
-            Some(Proto::Smtp)
-        } else if b.starts_with(b"+OK") || b.starts_with(b"-ERR") {
-            Some(Proto::Pop3)
-        } else if b.starts_with(b"* OK") || b.starts_with(b"* PREAUTH") || b.starts_with(b"* BYE") {
-            Some(Proto::Imap)
-        } else {
-            None
-        }
+    let first_words = |bytes: &[u8]| -> Option<Proto> {
+        use mailscope_proto::greeting::{GreetingProtocol as G, classify_greeting};
+        Some(match classify_greeting(bytes)? {
+            G::Smtp => Proto::Smtp,
+            G::Pop3 => Proto::Pop3,
+            G::Imap => Proto::Imap,
+        })
     };
     let started = Instant::now();
     let conn = match mailscope_net::connect_tcp(&plan.address, port, plan.timeout).await {
